@@ -1,0 +1,3 @@
+from ccgateway.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""The agent directory's rules: work numbers, roles, rights and password hashing.
+
+Passwords are hashed with Argon2id (memory-hard) at the OWASP-recommended cost (19 MiB, t=2, p=1).
+Hashing runs in worker threads, at most two at a time, so sign-in bursts neither block the event
+loop nor multiply memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import argon2
+
+from ccgateway.stores.base import AgentRecord, AgentStore, Role
+
+MIN_WORK_NO = 101
+MAX_WORK_NO = 999_999
+MAX_PASSWORD_LENGTH = 32
+
+_hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# Verified against when the agent does not exist, so both answers cost the same time.
+_UNKNOWN_AGENT_HASH = _hasher.hash("not-a-password-of-anyone")
+
+
+class AgentError(ValueError):
+    """An agent directory operation was refused; the message says why."""
+
+
+def is_work_no(value: int) -> bool:
+    return MIN_WORK_NO <= value <= MAX_WORK_NO
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+        return False
+
+
+class AgentDirectory:
+    def __init__(self, store: AgentStore, *, concurrent_hashes: int = 2) -> None:
+        self.store = store
+        self._hashing = asyncio.Semaphore(concurrent_hashes)
+
+    async def add(
+        self,
+        work_no: int,
+        password: str,
+        *,
+        name: str = "",
+        vdn: int = 1,
+        role: Role = Role.AGENT,
+        may_download_video: bool = True,
+    ) -> AgentRecord:
+        if not is_work_no(work_no):
+            raise AgentError(f"work number {work_no} is outside {MIN_WORK_NO}-{MAX_WORK_NO}")
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise AgentError(f"password is longer than {MAX_PASSWORD_LENGTH} characters")
+        if vdn < 1:
+            raise AgentError("vdn must be a positive integer")
+        agent = AgentRecord(
+            work_no=work_no,
+            name=name,
+            vdn=vdn,
+            role=role,
+            may_download_video=may_download_video,
+            password_hash=await self._hash(password),
+        )
+        if not await self.store.add(agent):
+            raise AgentError(f"agent {work_no} already exists")
+        return agent
+
+    async def set_password(self, work_no: int, password: str) -> None:
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise AgentError(f"password is longer than {MAX_PASSWORD_LENGTH} characters")
+        if not await self.store.set_password_hash(work_no, await self._hash(password)):
+            raise AgentError(f"no agent {work_no}")
+
+    async def remove(self, work_no: int) -> None:
+        if not await self.store.remove(work_no):
+            raise AgentError(f"no agent {work_no}")
+
+    async def authenticate(self, work_no: int, password: str) -> AgentRecord | None:
+        """The agent if ``password`` is theirs; None for a wrong password or an unknown agent."""
+        agent = await self.store.get(work_no)
+        stored = agent.password_hash if agent is not None else _UNKNOWN_AGENT_HASH
+        async with self._hashing:
+            ok = await asyncio.to_thread(_verify, stored, password)
+        if agent is None or not ok:
+            return None
+        if _hasher.check_needs_rehash(agent.password_hash):
+            new_hash = await self._hash(password)
+            await self.store.set_password_hash(work_no, new_hash)
+            agent = dataclasses.replace(agent, password_hash=new_hash)
+        return agent
+
+    async def _hash(self, password: str) -> str:
+        async with self._hashing:
+            return await asyncio.to_thread(hash_password, password)

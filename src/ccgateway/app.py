@@ -1,0 +1,58 @@
+"""The aiohttp application: middlewares, routes, and the background sweeper, around a Gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ccgateway.gateway import Gateway
+from ccgateway.web.middlewares import access_log_middleware, error_middleware
+from ccgateway.web.routes import add_routes
+from ccgateway.web.state import GATEWAY
+
+MAX_BODY_BYTES = 64 * 1024
+SWEEP_EVERY_S = 5.0
+
+log = logging.getLogger("ccgateway")
+
+
+def create_app(gateway: Gateway) -> web.Application:
+    app = web.Application(
+        middlewares=[access_log_middleware, error_middleware],
+        client_max_size=MAX_BODY_BYTES,
+        handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024},
+    )
+    app[GATEWAY] = gateway
+    add_routes(app)
+    app.cleanup_ctx.append(_idle_sweeper)
+    return app
+
+
+async def _idle_sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Sign out agents that stopped polling; authentication also checks this on every request."""
+    gateway = app[GATEWAY]
+
+    async def sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            try:
+                gone = await gateway.sessions.sign_out_idle()
+            except Exception:
+                log.exception("idle sweep failed")
+                continue
+            for agent_id in gone:
+                log.info(
+                    "agent %s signed out: no event poll for %s ms",
+                    agent_id,
+                    gateway.settings.agent_idle_timeout_ms,
+                )
+
+    task = asyncio.create_task(sweep_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

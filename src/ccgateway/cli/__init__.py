@@ -1,0 +1,27 @@
+"""The ``ccgateway`` command.
+
+Exit codes: 0 success; 1 the operation was refused (the message says why); 2 bad usage or bad
+configuration.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ccgateway import __version__
+from ccgateway.cli.agents import agents
+from ccgateway.cli.serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ccgateway")
+def cli() -> None:
+    """ccgateway: a CC-Gateway compatible agent gateway for call recordings."""
+
+
+cli.add_command(serve)
+cli.add_command(agents)
+
+
+def main() -> None:
+    cli()

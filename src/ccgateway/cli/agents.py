@@ -1,0 +1,131 @@
+"""``ccgateway agents``: the agent directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+
+from ccgateway.agents import AgentDirectory, AgentError
+from ccgateway.cli.options import config_option, settings_from
+from ccgateway.gateway import open_gateway
+from ccgateway.stores.base import Role
+
+T = TypeVar("T")
+
+
+def _run(config_path: str | None, action: Callable[[AgentDirectory], Awaitable[T]]) -> T:
+    settings = settings_from(config_path)
+
+    async def run() -> T:
+        async with open_gateway(settings) as gateway:
+            return await action(gateway.agents)
+
+    try:
+        return asyncio.run(run())
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def agents() -> None:
+    """Add, list, re-password and remove agents."""
+
+
+@agents.command("add")
+@click.argument("work_no", type=int)
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Sign-in password (prompted when omitted).",
+)
+@click.option("--name", default="", help="Display name.")
+@click.option("--vdn", type=click.IntRange(min=1), default=1, show_default=True, help="VDN id.")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in Role]),
+    default=Role.AGENT.value,
+    show_default=True,
+    help="inspector: may download the recordings of their VDN.",
+)
+@click.option("--no-video-download", is_flag=True, help="Withhold the video download right.")
+@config_option
+def add(
+    work_no: int,
+    password: str,
+    name: str,
+    vdn: int,
+    role: str,
+    no_video_download: bool,
+    config_path: str | None,
+) -> None:
+    """Add agent WORK_NO (101-999999)."""
+    _run(
+        config_path,
+        lambda d: d.add(
+            work_no,
+            password,
+            name=name,
+            vdn=vdn,
+            role=Role(role),
+            may_download_video=not no_video_download,
+        ),
+    )
+    click.echo(f"added agent {work_no}")
+
+
+@agents.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+@config_option
+def list_(as_json: bool, config_path: str | None) -> None:
+    """List agents."""
+    records = _run(config_path, lambda d: d.store.list())
+    rows = [
+        {
+            "workNo": a.work_no,
+            "name": a.name,
+            "vdn": a.vdn,
+            "role": a.role.value,
+            "videoDownload": a.may_download_video,
+        }
+        for a in records
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'WORKNO':>7}  {'VDN':>4}  {'ROLE':<9}  {'VIDEO':<5}  NAME")
+    for row in rows:
+        video = "yes" if row["videoDownload"] else "no"
+        click.echo(
+            f"{row['workNo']:>7}  {row['vdn']:>4}  {row['role']:<9}  {video:<5}  {row['name']}"
+        )
+
+
+@agents.command("passwd")
+@click.argument("work_no", type=int)
+@click.option(
+    "--password",
+    prompt="New password",
+    hide_input=True,
+    confirmation_prompt=True,
+    help="New password (prompted when omitted).",
+)
+@config_option
+def passwd(work_no: int, password: str, config_path: str | None) -> None:
+    """Set agent WORK_NO's password."""
+    _run(config_path, lambda d: d.set_password(work_no, password))
+    click.echo(f"password of agent {work_no} changed")
+
+
+@agents.command("remove")
+@click.argument("work_no", type=int)
+@config_option
+def remove(work_no: int, config_path: str | None) -> None:
+    """Remove agent WORK_NO."""
+    _run(config_path, lambda d: d.remove(work_no))
+    click.echo(f"removed agent {work_no}")

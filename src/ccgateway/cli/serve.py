@@ -1,0 +1,113 @@
+"""``ccgateway serve``: run the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from pathlib import Path
+
+import click
+from aiohttp import web
+
+from ccgateway import tls
+from ccgateway.app import create_app
+from ccgateway.cli.options import config_option, settings_from, setup_logging
+from ccgateway.config import Settings
+from ccgateway.demo import DemoAgent, seed_demo_agents
+from ccgateway.gateway import open_gateway
+
+log = logging.getLogger("ccgateway")
+
+
+@click.command()
+@config_option
+@click.option(
+    "--http",
+    "plain_http",
+    is_flag=True,
+    help="Serve plain HTTP (behind a TLS-terminating proxy only).",
+)
+@click.option("--demo", is_flag=True, help="Create demo agents and print how to sign in.")
+def serve(config_path: str | None, plain_http: bool, demo: bool) -> None:
+    """Run the gateway (HTTPS on LISTEN_PORT, 8043 by default)."""
+    settings = settings_from(config_path)
+    setup_logging(settings.log_level)
+    context = None if plain_http else _tls_context(settings)
+    try:
+        asyncio.run(_serve(settings, context, demo))
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {settings.listen_host}:{settings.listen_port}: {exc.strerror}"
+        ) from None
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext:
+    if settings.tls_cert:
+        cert, key = Path(settings.tls_cert), Path(settings.tls_key)
+    else:
+        cert, key, created = tls.ensure_self_signed(settings.data_dir)
+        log.info("%s self-signed certificate %s", "generated" if created else "using", cert)
+        click.echo(f"TLS certificate {cert}\n  SHA-256 fingerprint {tls.fingerprint(cert)}")
+    try:
+        return tls.server_context(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise click.ClickException(f"cannot load TLS certificate {cert}: {exc}") from None
+
+
+async def _serve(settings: Settings, context: ssl.SSLContext | None, demo: bool) -> None:
+    async with open_gateway(settings) as gateway:
+        demo_agents = await seed_demo_agents(gateway.agents, settings.data_dir) if demo else []
+        runner = web.AppRunner(create_app(gateway), access_log=None, shutdown_timeout=5)
+        await runner.setup()
+        site = web.TCPSite(
+            runner,
+            settings.listen_host,
+            settings.listen_port,
+            ssl_context=context,
+            reuse_address=True,
+        )
+        await site.start()
+        scheme = "https" if context else "http"
+        if context is None:
+            log.warning("serving plain HTTP (--http): put a TLS-terminating proxy in front")
+        log.info(
+            "ccgateway node %s listening on %s://%s:%s (AUTHMODE=%s)",
+            settings.node_name,
+            scheme,
+            settings.listen_host,
+            settings.listen_port,
+            settings.auth_mode,
+        )
+        if demo_agents:
+            _print_demo(demo_agents, settings, scheme)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("stopping")
+        await runner.cleanup()
+
+
+def _print_demo(agents: list[DemoAgent], settings: Settings, scheme: str) -> None:
+    base = f"{scheme}://localhost:{settings.listen_port}/agentgateway/resource"
+    cacert = ""
+    if scheme == "https" and not settings.tls_cert:
+        cacert = f"--cacert {tls.self_signed_paths(settings.data_dir)[0]} "
+    click.echo("\nDemo agents (work number / password / role):")
+    for agent in agents:
+        click.echo(
+            f"  {agent.work_no}  {agent.password}  {agent.role.value} of VDN {agent.vdn}"
+            f"  {agent.name}"
+        )
+    first = agents[0]
+    click.echo(
+        "\nSign in (the GUID comes back in the Set-GUID header):\n"
+        f"  curl {cacert}-i -X PUT {base}/onlineagent/{first.work_no} "
+        "-H 'Content-Type: application/json' "
+        f'-d \'{{"password":"{first.password}","phonenum":"7{first.work_no}"}}\'\n'
+        "Then poll events with the GUID (the part after JSESSIONID=):\n"
+        f"  curl {cacert}-H 'Guid: <guid>' {base}/agentevent/{first.work_no}\n",
+    )

@@ -1,0 +1,254 @@
+"""Settings: read once at start from ``basic.properties`` plus ``CCGW_<KEY>`` environment overrides.
+
+Every key is declared once in ``KEYS`` with its default, its parser and one line of help; that table
+is what ``docs/configuration.md`` documents (a test checks it). Keys the CC-Gateway defines keep its
+names and meanings; keys marked ``ours`` cover what the original leaves to Tomcat or does not have.
+A bad value raises ``ConfigError`` naming the key and the values it allows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import javaproperties
+
+from ccgateway.errors import ConfigError
+
+ENV_PREFIX = "CCGW_"
+
+Parser = Callable[[str], Any]
+
+
+def _on_off(value: str) -> bool:
+    upper = value.strip().upper()
+    if upper not in ("ON", "OFF"):
+        raise ValueError("ON or OFF")
+    return upper == "ON"
+
+
+def _int_between(low: int, high: int) -> Parser:
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise ValueError(f"an integer from {low} to {high}")
+        return number
+
+    return parse
+
+
+def _one_of(*allowed: int) -> Parser:
+    def parse(value: str) -> int:
+        text = value.strip()
+        if text not in {str(a) for a in allowed}:
+            raise ValueError(" or ".join(str(a) for a in allowed))
+        return int(text)
+
+    return parse
+
+
+def _text(value: str) -> str:
+    return value.strip()
+
+
+def _node_name(value: str) -> str:
+    text = value.strip()
+    if not text or not text.isascii() or not all(c.isalnum() or c in "-_" for c in text):
+        raise ValueError("letters, digits, '-' and '_' (e.g. AgentGateway0)")
+    return text
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    default: str
+    parse: Parser
+    help: str
+    ours: bool = False
+
+
+KEYS: tuple[Key, ...] = (
+    Key(
+        "AUTHMODE",
+        "2",
+        _one_of(1, 2),
+        "GUID authentication: 1 static (one GUID per sign-in), "
+        "2 dynamic (rotates every GUIDINTERVAL)",
+    ),
+    Key(
+        "GUIDINTERVAL",
+        "60000",
+        _int_between(1000, 86_400_000),
+        "AUTHMODE=2: milliseconds between GUID rotations",
+    ),
+    Key(
+        "GUIDTIMEOUT",
+        "120000",
+        _int_between(1000, 86_400_000),
+        "AUTHMODE=2: milliseconds a rotated-out GUID stays valid; must exceed GUIDINTERVAL",
+    ),
+    Key(
+        "AGENT_POLL_WAIT_FLAG",
+        "ON",
+        _on_off,
+        "ON: an event poll with no event waiting holds until one arrives or the wait ends",
+    ),
+    Key(
+        "AGENT_POLL_WAIT_TIMES",
+        "100",
+        _int_between(0, 10_000),
+        "maximum wait iterations of an event poll",
+    ),
+    Key(
+        "AGENT_POLL_WAIT_INTERVAL",
+        "100",
+        _int_between(1, 10_000),
+        "milliseconds per wait iteration (the poll holds TIMES x INTERVAL at most)",
+    ),
+    Key("VIDEO_DOWNLOAD_FLAG", "ON", _on_off, "video file download switch"),
+    Key("IF_SUPPORT_VIDEO", "ON", _on_off, "video event switch"),
+    Key("LISTEN_HOST", "0.0.0.0", _text, "address to listen on", ours=True),  # noqa: S104
+    Key("LISTEN_PORT", "8043", _int_between(1, 65535), "TCP port to listen on", ours=True),
+    Key(
+        "TLS_CERT",
+        "",
+        _text,
+        "PEM certificate (chain) for HTTPS; empty: a self-signed one is "
+        "generated in DATA_DIR/tls on first start",
+        ours=True,
+    ),
+    Key("TLS_KEY", "", _text, "PEM private key for TLS_CERT", ours=True),
+    Key(
+        "DATA_DIR",
+        "./ccgateway-data",
+        _text,
+        "directory for the embedded database, generated TLS files and demo data",
+        ours=True,
+    ),
+    Key(
+        "NODE_NAME",
+        "AgentGateway0",
+        _node_name,
+        "this node's name: the GUID suffix (<uuid>.<NODE_NAME>); serverName is it without "
+        "trailing digits",
+        ours=True,
+    ),
+    Key(
+        "DATABASE_URL",
+        "",
+        _text,
+        "agent directory database; empty: sqlite in DATA_DIR (sqlite:///DATA_DIR/ccgateway.db)",
+        ours=True,
+    ),
+    Key(
+        "AGENT_IDLE_TIMEOUT",
+        "120000",
+        _int_between(10_000, 86_400_000),
+        "milliseconds without an event poll after which an agent is signed out",
+        ours=True,
+    ),
+    Key(
+        "LOG_LEVEL",
+        "INFO",
+        lambda v: _choice(v, ("DEBUG", "INFO", "WARNING", "ERROR")),
+        "log level: DEBUG, INFO, WARNING or ERROR",
+        ours=True,
+    ),
+)
+
+
+def _choice(value: str, allowed: tuple[str, ...]) -> str:
+    upper = value.strip().upper()
+    if upper not in allowed:
+        raise ValueError(", ".join(allowed))
+    return upper
+
+
+@dataclass(frozen=True)
+class Settings:
+    auth_mode: int
+    guid_interval_ms: int
+    guid_timeout_ms: int
+    poll_wait: bool
+    poll_wait_times: int
+    poll_wait_interval_ms: int
+    video_download: bool
+    video_events: bool
+    listen_host: str
+    listen_port: int
+    tls_cert: str
+    tls_key: str
+    data_dir: Path
+    node_name: str
+    database_url: str
+    agent_idle_timeout_ms: int
+    log_level: str
+
+    @property
+    def poll_wait_ms(self) -> int:
+        return self.poll_wait_times * self.poll_wait_interval_ms if self.poll_wait else 0
+
+    @property
+    def server_name(self) -> str:
+        return self.node_name.rstrip("0123456789") or self.node_name
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: str,
+) -> Settings:
+    """Build Settings from a properties file, then ``CCGW_<KEY>`` variables, then ``overrides``."""
+    raw: dict[str, str] = {}
+    if path is not None:
+        try:
+            with open(path, encoding="iso-8859-1") as handle:
+                raw.update(javaproperties.load(handle))
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+    env = os.environ if environ is None else environ
+    for key in KEYS:
+        if ENV_PREFIX + key.name in env:
+            raw[key.name] = env[ENV_PREFIX + key.name]
+    raw.update(overrides)
+    values = {key.name: _parse(key, raw.get(key.name, key.default)) for key in KEYS}
+    if values["GUIDTIMEOUT"] <= values["GUIDINTERVAL"]:
+        raise ConfigError(
+            f"GUIDTIMEOUT ({values['GUIDTIMEOUT']}) must be greater than GUIDINTERVAL "
+            f"({values['GUIDINTERVAL']})"
+        )
+    if bool(values["TLS_CERT"]) != bool(values["TLS_KEY"]):
+        raise ConfigError("TLS_CERT and TLS_KEY must be set together")
+    data_dir = Path(values["DATA_DIR"])
+    return Settings(
+        auth_mode=values["AUTHMODE"],
+        guid_interval_ms=values["GUIDINTERVAL"],
+        guid_timeout_ms=values["GUIDTIMEOUT"],
+        poll_wait=values["AGENT_POLL_WAIT_FLAG"],
+        poll_wait_times=values["AGENT_POLL_WAIT_TIMES"],
+        poll_wait_interval_ms=values["AGENT_POLL_WAIT_INTERVAL"],
+        video_download=values["VIDEO_DOWNLOAD_FLAG"],
+        video_events=values["IF_SUPPORT_VIDEO"],
+        listen_host=values["LISTEN_HOST"],
+        listen_port=values["LISTEN_PORT"],
+        tls_cert=values["TLS_CERT"],
+        tls_key=values["TLS_KEY"],
+        data_dir=data_dir,
+        node_name=values["NODE_NAME"],
+        database_url=values["DATABASE_URL"] or f"sqlite:///{data_dir / 'ccgateway.db'}",
+        agent_idle_timeout_ms=values["AGENT_IDLE_TIMEOUT"],
+        log_level=values["LOG_LEVEL"],
+    )
+
+
+def _parse(key: Key, value: str) -> Any:
+    try:
+        return key.parse(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key.name}={value!r} is invalid: allowed values are {exc}") from None

@@ -1,0 +1,192 @@
+"""Sign-in, sign-out and GUID authentication, for AUTHMODE 1 (static) and 2 (dynamic).
+
+A GUID is ``<uuid>.<node name>``, the uuid drawn from ``secrets``. Under AUTHMODE=2 an event poll
+rotates the GUID once ``GUIDINTERVAL`` has passed since it was issued; a rotated-out GUID stays
+accepted until ``GUIDTIMEOUT`` after its rotation. ``updateGuid`` and force sign-in replace the GUID
+at once. An agent that has not polled for ``AGENT_IDLE_TIMEOUT`` is signed out.
+
+Errors: no session → 100-006; a session but a wrong, missing or expired GUID → 000-003.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ccgateway import retcodes
+from ccgateway.agents import AgentDirectory
+from ccgateway.clock import Clock
+from ccgateway.config import Settings
+from ccgateway.errors import GatewayError
+from ccgateway.events import sign_in_events
+from ccgateway.stores.base import AgentRecord, EventBus, SessionRecord, SessionStore
+
+_CAS_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """A validated sign-in request (wire fields already parsed)."""
+
+    password: str
+    phone_number: str
+    status: int = 4
+    attributes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def new_guid(node_name: str) -> str:
+    return f"{uuid.UUID(bytes=secrets.token_bytes(16), version=4)}.{node_name}"
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+class SessionManager:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        directory: AgentDirectory,
+        store: SessionStore,
+        events: EventBus,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._directory = directory
+        self._store = store
+        self._events = events
+
+    # -- sign-in and sign-out -------------------------------------------------------------------
+
+    async def sign_in(
+        self, agent_id: int, request: SignIn, *, force: bool = False
+    ) -> tuple[SessionRecord, AgentRecord]:
+        agent = await self._directory.authenticate(agent_id, request.password)
+        if agent is None:
+            raise GatewayError(retcodes.WRONG_PASSWORD)
+        now = self._clock.now_ms()
+        session = SessionRecord(
+            agent_id=agent_id,
+            guid=new_guid(self._settings.node_name),
+            guid_issued_ms=now,
+            signed_in_ms=now,
+            last_seen_ms=now,
+            node=self._settings.node_name,
+            attributes={
+                "phonenum": request.phone_number,
+                "status": request.status,
+                **request.attributes,
+            },
+        )
+        for _ in range(_CAS_ATTEMPTS):
+            if await self._store.create(session):
+                break
+            existing = await self._store.get(agent_id)
+            if existing is not None and not force and not self._is_idle(existing, now):
+                raise GatewayError(retcodes.ALREADY_SIGNED_IN)
+            if existing is not None:
+                await self._store.delete(agent_id, existing.version)
+        else:
+            raise GatewayError(retcodes.ALREADY_SIGNED_IN)
+        await self._events.clear(agent_id)
+        for event in sign_in_events(agent_id, request.status, now):
+            await self._events.publish(event)
+        stored = await self._store.get(agent_id)
+        return (stored or session), agent
+
+    async def sign_out(self, agent_id: int, guid: str | None) -> None:
+        """Sign the agent out (logout and forcelogout: this gateway holds no calls to release)."""
+        for _ in range(_CAS_ATTEMPTS):
+            session = await self.authenticate(agent_id, guid)
+            if await self._store.delete(agent_id, session.version):
+                await self._events.clear(agent_id)
+                return
+        raise GatewayError(retcodes.NO_RIGHT)
+
+    async def sign_out_idle(self) -> list[int]:
+        """Sign out every agent silent for longer than the idle timeout; returns their ids."""
+        cutoff = self._clock.now_ms() - self._settings.agent_idle_timeout_ms
+        gone = []
+        for agent_id in await self._store.idle_since(cutoff):
+            session = await self._store.get(agent_id)
+            if session is not None and session.last_seen_ms < cutoff:
+                if await self._store.delete(agent_id, session.version):
+                    await self._events.clear(agent_id)
+                    gone.append(agent_id)
+        return gone
+
+    # -- authentication -------------------------------------------------------------------------
+
+    async def authenticate(self, agent_id: int, guid: str | None) -> SessionRecord:
+        """The agent's session if ``guid`` is currently accepted for it."""
+        now = self._clock.now_ms()
+        session = await self._store.get(agent_id)
+        if session is None or self._is_idle(session, now):
+            if session is not None:
+                await self._store.delete(agent_id, session.version)
+                await self._events.clear(agent_id)
+            raise GatewayError(retcodes.NOT_SIGNED_IN)
+        if guid is None or not self._accepts(session, guid, now):
+            raise GatewayError(retcodes.NO_RIGHT)
+        return session
+
+    async def poll(self, agent_id: int, guid: str | None) -> SessionRecord:
+        """Authenticate an event poll: it is the heartbeat, and under AUTHMODE=2 it rotates."""
+        for _ in range(_CAS_ATTEMPTS):
+            session = await self.authenticate(agent_id, guid)
+            now = self._clock.now_ms()
+            updated = dataclasses.replace(session, last_seen_ms=now)
+            if self._due_for_rotation(session, now):
+                updated = self._rotated(updated, now)
+            if await self._store.swap(session, updated):
+                return (await self._store.get(agent_id)) or updated
+        raise GatewayError(retcodes.NO_RIGHT)
+
+    async def replace_guid(self, agent_id: int, guid: str | None) -> SessionRecord:
+        """updateGuid: issue a new GUID now; the one presented stops being accepted."""
+        for _ in range(_CAS_ATTEMPTS):
+            session = await self.authenticate(agent_id, guid)
+            now = self._clock.now_ms()
+            updated = dataclasses.replace(
+                session,
+                guid=new_guid(self._settings.node_name),
+                guid_issued_ms=now,
+                last_seen_ms=now,
+                retired=(),
+            )
+            if await self._store.swap(session, updated):
+                return (await self._store.get(agent_id)) or updated
+        raise GatewayError(retcodes.NO_RIGHT)
+
+    # -- rules ----------------------------------------------------------------------------------
+
+    def _is_idle(self, session: SessionRecord, now: int) -> bool:
+        return now - session.last_seen_ms > self._settings.agent_idle_timeout_ms
+
+    def _accepts(self, session: SessionRecord, guid: str, now: int) -> bool:
+        accepted = _same(session.guid, guid)
+        for old, valid_until in session.retired:
+            accepted |= _same(old, guid) and now <= valid_until
+        return accepted
+
+    def _due_for_rotation(self, session: SessionRecord, now: int) -> bool:
+        return (
+            self._settings.auth_mode == 2
+            and now - session.guid_issued_ms >= self._settings.guid_interval_ms
+        )
+
+    def _rotated(self, session: SessionRecord, now: int) -> SessionRecord:
+        retired = tuple((g, until) for g, until in session.retired if until >= now)
+        retired += ((session.guid, now + self._settings.guid_timeout_ms),)
+        return dataclasses.replace(
+            session,
+            guid=new_guid(self._settings.node_name),
+            guid_issued_ms=now,
+            retired=retired,
+        )

@@ -1,0 +1,102 @@
+"""The storage interfaces, and the frozen values that cross them.
+
+Each interface is small and async so that it can be backed by an embedded engine (SQLite, process
+memory) or by a shared one (PostgreSQL, Redis) without the core noticing.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Role(enum.StrEnum):
+    AGENT = "agent"
+    INSPECTOR = "inspector"
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    work_no: int
+    name: str
+    vdn: int
+    role: Role
+    may_download_video: bool
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One signed-in agent.
+
+    ``retired`` holds GUIDs rotated out and the epoch ms until which each is still accepted.
+    ``version`` increases on every change; ``SessionStore.swap`` compares it.
+    """
+
+    agent_id: int
+    guid: str
+    guid_issued_ms: int
+    signed_in_ms: int
+    last_seen_ms: int
+    node: str
+    retired: tuple[tuple[str, int], ...] = ()
+    version: int = 0
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    """An agent event: ``event_type`` as the CC-Gateway names it, ``content`` as documented."""
+
+    event_type: str
+    work_no: int
+    content: Mapping[str, Any] | None
+    gen_time_ms: int
+
+
+class AgentStore(Protocol):
+    async def get(self, work_no: int) -> AgentRecord | None: ...
+
+    async def add(self, agent: AgentRecord) -> bool:
+        """Add an agent; False when the work number is taken."""
+        ...
+
+    async def set_password_hash(self, work_no: int, password_hash: str) -> bool: ...
+
+    async def remove(self, work_no: int) -> bool: ...
+
+    async def list(self) -> list[AgentRecord]: ...
+
+
+class SessionStore(Protocol):
+    async def get(self, agent_id: int) -> SessionRecord | None: ...
+
+    async def create(self, session: SessionRecord) -> bool:
+        """Store a new session; False when the agent already has one (exactly one racer wins)."""
+        ...
+
+    async def swap(self, old: SessionRecord, new: SessionRecord) -> bool:
+        """Replace ``old`` by ``new`` if the stored session is still at ``old.version``."""
+        ...
+
+    async def delete(self, agent_id: int, version: int | None = None) -> bool:
+        """Remove the agent's session (only at ``version``, when given)."""
+        ...
+
+    async def idle_since(self, before_ms: int) -> list[int]:
+        """Agents whose last poll was before ``before_ms``."""
+        ...
+
+
+class EventBus(Protocol):
+    async def publish(self, event: Event) -> None:
+        """Queue ``event`` for agent ``event.work_no``."""
+        ...
+
+    async def next(self, agent_id: int, timeout_s: float) -> Event | None:
+        """The agent's oldest queued event, waiting up to ``timeout_s`` for one."""
+        ...
+
+    async def clear(self, agent_id: int) -> None: ...

@@ -1,0 +1,83 @@
+"""In-process SessionStore and EventBus: the embedded default for one gateway process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections import deque
+
+from ccgateway.stores.base import Event, SessionRecord
+
+
+class MemorySessionStore:
+    def __init__(self) -> None:
+        self._sessions: dict[int, SessionRecord] = {}
+
+    async def get(self, agent_id: int) -> SessionRecord | None:
+        return self._sessions.get(agent_id)
+
+    async def create(self, session: SessionRecord) -> bool:
+        if session.agent_id in self._sessions:
+            return False
+        self._sessions[session.agent_id] = dataclasses.replace(session, version=1)
+        return True
+
+    async def swap(self, old: SessionRecord, new: SessionRecord) -> bool:
+        current = self._sessions.get(old.agent_id)
+        if current is None or current.version != old.version:
+            return False
+        self._sessions[old.agent_id] = dataclasses.replace(new, version=old.version + 1)
+        return True
+
+    async def delete(self, agent_id: int, version: int | None = None) -> bool:
+        current = self._sessions.get(agent_id)
+        if current is None or (version is not None and current.version != version):
+            return False
+        del self._sessions[agent_id]
+        return True
+
+    async def idle_since(self, before_ms: int) -> list[int]:
+        return [s.agent_id for s in self._sessions.values() if s.last_seen_ms < before_ms]
+
+
+class MemoryEventBus:
+    """Per-agent FIFO queues; a waiting poll is woken by the publish that fills its queue."""
+
+    def __init__(self, max_queued: int = 1000) -> None:
+        self._max_queued = max_queued
+        self._queues: dict[int, deque[Event]] = {}
+        self._signals: dict[int, asyncio.Condition] = {}
+
+    def _signal(self, agent_id: int) -> asyncio.Condition:
+        signal = self._signals.get(agent_id)
+        if signal is None:
+            signal = self._signals[agent_id] = asyncio.Condition()
+        return signal
+
+    async def publish(self, event: Event) -> None:
+        queue = self._queues.get(event.work_no)
+        if queue is None:
+            queue = self._queues[event.work_no] = deque(maxlen=self._max_queued)
+        queue.append(event)
+        signal = self._signal(event.work_no)
+        async with signal:
+            signal.notify()
+
+    async def next(self, agent_id: int, timeout_s: float) -> Event | None:
+        queue = self._queues.get(agent_id)
+        if queue:
+            return queue.popleft()
+        if timeout_s <= 0:
+            return None
+        signal = self._signal(agent_id)
+        async with signal:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    signal.wait_for(lambda: bool(self._queues.get(agent_id))), timeout_s
+                )
+        queue = self._queues.get(agent_id)
+        return queue.popleft() if queue else None
+
+    async def clear(self, agent_id: int) -> None:
+        self._queues.pop(agent_id, None)

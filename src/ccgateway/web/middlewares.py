@@ -1,0 +1,61 @@
+"""Cross-cutting request handling: GatewayError → envelope, and one access-log line per request.
+
+The access line carries the interface's documented log name, the agent id, the retcode, the HTTP
+status and the duration. It never carries a header, a body, a GUID or a password.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from ccgateway import retcodes
+from ccgateway.errors import GatewayError
+from ccgateway.web.responses import RETCODE, failure
+
+INTERFACE = web.RequestKey("interface", str)
+AGENT_ID = web.RequestKey("agent_id", int)
+
+access_log = logging.getLogger("ccgateway.access")
+log = logging.getLogger("ccgateway.web")
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 0
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        access_log.info(
+            "interface=%s agent=%s retcode=%s status=%s method=%s client=%s duration_ms=%.1f",
+            request.get(INTERFACE, "-"),
+            request.get(AGENT_ID, "-"),
+            request.get(RETCODE, "-"),
+            status or "aborted",
+            request.method,
+            request.remote,
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        response = failure(request, exc.retcode, status=exc.http_status)
+        response.headers.update(exc.headers)
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return failure(request, retcodes.BAD_INTERFACE_PARAMETER, status=exc.status)
+    except Exception:
+        log.exception("unexpected error in %s", request.get(INTERFACE, request.method))
+        return failure(request, retcodes.UNKNOWN_ERROR, status=500)

@@ -1,0 +1,87 @@
+"""Every URL the gateway answers, in one table: start here to follow any request.
+
+CC-Gateway URLs live under ``/agentgateway/resource/``. Real clients double the slash after it
+(``/agentgateway/resource//onlineagent/101``), so empty segments are ignored rather than redirected.
+An unknown path answers HTTP 404 and a known path with the wrong method HTTP 405 (with ``Allow``),
+both with the JSON envelope ``000-002``: the original's Tomcat answers 404/405 too, with HTML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ccgateway import retcodes
+from ccgateway.agents import MAX_WORK_NO, is_work_no
+from ccgateway.errors import GatewayError
+from ccgateway.web import agentevent, onlineagent
+from ccgateway.web.middlewares import AGENT_ID, INTERFACE
+
+PREFIX = "/agentgateway/resource/"
+
+AgentHandler = Callable[[web.Request, int], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str
+    handler: AgentHandler
+    log_name: str
+
+    def matches(self, segments: list[str]) -> bool:
+        parts = self.pattern.split("/")
+        return len(parts) == len(segments) and all(
+            p == "{agentid}" or p == s for p, s in zip(parts, segments, strict=True)
+        )
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("PUT", "onlineagent/{agentid}", onlineagent.login, "login"),
+    Route("PUT", "onlineagent/{agentid}/forcelogin", onlineagent.force_login, "forceLogin"),
+    Route("DELETE", "onlineagent/{agentid}/logout", onlineagent.logout, "logout"),
+    Route("DELETE", "onlineagent/{agentid}/forcelogout", onlineagent.force_logout, "forceLogout"),
+    Route("PUT", "onlineagent/{agentid}/updateGuid", onlineagent.update_guid, "updateGuid"),
+    Route("GET", "agentevent/{agentid}", agentevent.get_agent_event, "getAgentEvent"),
+)
+
+
+def parse_agent_id(segment: str) -> int:
+    """The agent id of a path: decimal digits, 101-999999, else 000-002."""
+    if segment.isascii() and segment.isdigit() and len(segment) <= len(str(MAX_WORK_NO)):
+        agent_id = int(segment)
+        if is_work_no(agent_id):
+            return agent_id
+    raise GatewayError(retcodes.BAD_INTERFACE_PARAMETER, "agent id")
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    segments = [s for s in request.match_info["tail"].split("/") if s]
+    candidates = [route for route in ROUTES if route.matches(segments)]
+    if not candidates:
+        raise GatewayError(retcodes.BAD_INTERFACE_PARAMETER, "unknown path", http_status=404)
+    method = "GET" if request.method == "HEAD" else request.method
+    route = next((r for r in candidates if r.method == method), None)
+    if route is None:
+        allowed = {r.method for r in candidates} | _with_head(candidates)
+        raise GatewayError(
+            retcodes.BAD_INTERFACE_PARAMETER,
+            "method not allowed",
+            http_status=405,
+            headers={"Allow": ", ".join(sorted(allowed))},
+        )
+    request[INTERFACE] = route.log_name
+    agent_segment = segments[route.pattern.split("/").index("{agentid}")]
+    agent_id = parse_agent_id(agent_segment)
+    request[AGENT_ID] = agent_id
+    return await route.handler(request, agent_id)
+
+
+def _with_head(routes: list[Route]) -> set[str]:
+    return {"HEAD"} if any(r.method == "GET" for r in routes) else set()
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_route("*", PREFIX + "{tail:.*}", dispatch)
