@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ccgateway.config import KEYS, load_settings
+from ccgateway.errors import ConfigError
+
+
+def test_defaults_match_the_cc_gateway() -> None:
+    settings = load_settings(environ={})
+    assert settings.auth_mode == 2
+    assert settings.guid_interval_ms == 60_000
+    assert settings.guid_timeout_ms == 120_000
+    assert settings.poll_wait_ms == 10_000
+    assert settings.listen_port == 8043
+    assert settings.node_name == "AgentGateway0"
+    assert settings.server_name == "AgentGateway"
+    assert settings.database_url == "sqlite:///ccgateway-data/ccgateway.db"
+
+
+def test_properties_file_then_environment_override(tmp_path: Path) -> None:
+    path = tmp_path / "basic.properties"
+    path.write_text(
+        "# CC-Gateway style\nAUTHMODE = 1\nAGENT_POLL_WAIT_FLAG=OFF\n"
+        "SOME_ORIGINAL_KEY=kept but unused\nNODE_NAME:AgentGateway3\n",
+        encoding="iso-8859-1",
+    )
+    settings = load_settings(path, environ={"CCGW_AUTHMODE": "2", "AUTHMODE": "1"})
+    assert settings.auth_mode == 2  # CCGW_ wins over the file; plain AUTHMODE is not ours
+    assert settings.poll_wait is False and settings.poll_wait_ms == 0
+    assert settings.node_name == "AgentGateway3"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("AUTHMODE", "3", "1 or 2"),
+        ("AGENT_POLL_WAIT_FLAG", "yes", "ON or OFF"),
+        ("LISTEN_PORT", "70000", "from 1 to 65535"),
+        ("GUIDINTERVAL", "soon", "an integer"),
+        ("NODE_NAME", "a.b", "letters, digits"),
+        ("LOG_LEVEL", "LOUD", "DEBUG, INFO"),
+    ],
+)
+def test_bad_value_names_key_and_allowed_values(key: str, value: str, allowed: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={f"CCGW_{key}": value})
+    assert key in str(info.value) and allowed in str(info.value)
+
+
+def test_guidtimeout_must_exceed_guidinterval() -> None:
+    with pytest.raises(ConfigError, match="GUIDTIMEOUT"):
+        load_settings(environ={"CCGW_GUIDINTERVAL": "60000", "CCGW_GUIDTIMEOUT": "60000"})
+
+
+def test_tls_cert_and_key_go_together() -> None:
+    with pytest.raises(ConfigError, match="TLS_CERT and TLS_KEY"):
+        load_settings(environ={"CCGW_TLS_CERT": "/x.pem"})
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "absent.properties", environ={})
+
+
+def test_every_key_has_help_and_a_valid_default() -> None:
+    for key in KEYS:
+        assert key.help
+        key.parse(key.default)
