@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from ccgateway.catalog import ANNOUNCE_EVERY_S
 from ccgateway.gateway import Gateway
+from ccgateway.web.admin import add_admin_routes, admin_auth
 from ccgateway.web.middlewares import access_log_middleware, error_middleware
 from ccgateway.web.routes import add_routes
 from ccgateway.web.state import GATEWAY
@@ -22,13 +24,15 @@ log = logging.getLogger("ccgateway")
 
 def create_app(gateway: Gateway) -> web.Application:
     app = web.Application(
-        middlewares=[access_log_middleware, error_middleware],
+        middlewares=[access_log_middleware, error_middleware, admin_auth],
         client_max_size=MAX_BODY_BYTES,
         handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024},
     )
     app[GATEWAY] = gateway
     add_routes(app)
+    add_admin_routes(app)
     app.cleanup_ctx.append(_idle_sweeper)
+    app.cleanup_ctx.append(_announcer)
     return app
 
 
@@ -52,6 +56,25 @@ async def _idle_sweeper(app: web.Application) -> AsyncIterator[None]:
                 )
 
     task = asyncio.create_task(sweep_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _announcer(app: web.Application) -> AsyncIterator[None]:
+    """Announce recordings registered elsewhere (the CLI, another node) to signed-in agents."""
+    gateway = app[GATEWAY]
+
+    async def announce_forever() -> None:
+        while True:
+            await asyncio.sleep(ANNOUNCE_EVERY_S)
+            try:
+                await gateway.catalog.announce_pending(gateway.settings.video_events)
+            except Exception:
+                log.exception("announcing new recordings failed")
+
+    task = asyncio.create_task(announce_forever())
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

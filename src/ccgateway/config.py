@@ -8,6 +8,7 @@ A bad value raises ``ConfigError`` naming the key and the values it allows.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,6 +56,13 @@ def _one_of(*allowed: int) -> Parser:
 
 def _text(value: str) -> str:
     return value.strip()
+
+
+def _token(value: str) -> str:
+    text = value.strip()
+    if text and (len(text) < 16 or not text.isascii() or not text.isprintable() or " " in text):
+        raise ValueError("empty, or at least 16 printable ASCII characters without spaces")
+    return text
 
 
 def _node_name(value: str) -> str:
@@ -154,6 +162,20 @@ KEYS: tuple[Key, ...] = (
         ours=True,
     ),
     Key(
+        "SENDFILE",
+        "ON",
+        _on_off,
+        "ON: local files go out with zero-copy sendfile on plain HTTP; OFF: 1 MiB copies",
+        ours=True,
+    ),
+    Key(
+        "ADMIN_TOKEN",
+        "",
+        _token,
+        "bearer token of the admin API (/ccgateway/admin/v1); empty: the admin API is off",
+        ours=True,
+    ),
+    Key(
         "LOG_LEVEL",
         "INFO",
         lambda v: _choice(v, ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -189,6 +211,8 @@ class Settings:
     database_url: str
     agent_idle_timeout_ms: int
     log_level: str
+    sendfile: bool = True
+    admin_token: str = dataclasses.field(default="", repr=False)
 
     @property
     def poll_wait_ms(self) -> int:
@@ -244,6 +268,8 @@ def load_settings(
         database_url=values["DATABASE_URL"] or f"sqlite:///{data_dir / 'ccgateway.db'}",
         agent_idle_timeout_ms=values["AGENT_IDLE_TIMEOUT"],
         log_level=values["LOG_LEVEL"],
+        sendfile=values["SENDFILE"],
+        admin_token=values["ADMIN_TOKEN"],
     )
 
 

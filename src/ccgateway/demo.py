@@ -1,7 +1,8 @@
-"""Demo data for a newcomer: a few agents with generated passwords, kept in DATA_DIR."""
+"""Demo data for a newcomer: agents with generated passwords and playable video recordings."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ccgateway.agents import AgentDirectory
-from ccgateway.stores.base import Role
+from ccgateway.catalog import Catalog, Registration
+from ccgateway.demo_media import write_demo_set
+from ccgateway.stores.base import FileType, Role
 
 
 @dataclass(frozen=True)
@@ -54,3 +57,50 @@ async def seed_demo_agents(directory: AgentDirectory, data_dir: Path) -> list[De
             await directory.set_password(work_no, password)
         agents.append(DemoAgent(work_no, name, vdn, role, password))
     return agents
+
+
+@dataclass(frozen=True)
+class DemoConference:
+    conference_id: str
+    record_ids: tuple[str, ...]
+    participants: frozenset[int]
+    vdn: int
+
+
+# The first ids are the CC-Gateway documentation's own example values.
+DEMO_CONFERENCES = (
+    DemoConference(
+        "7a008307-34ad-435b-bccd-222be5ac5385",
+        ("0a08082d-df1e-4c06-9a97-c7c6f7a4724e", "5c1d2f4e-9b7a-4c36-8e21-3f0a6b9d7e12"),
+        frozenset({101, 102}),
+        1,
+    ),
+    DemoConference(
+        "c3f6a0de-5e8b-4a71-9d2c-7b41e0f9a8d3",
+        ("e9b4c2a1-7d3f-4e86-b5a0-1c2d3e4f5a6b",),
+        frozenset({103}),
+        2,
+    ),
+)
+
+
+async def seed_demo_recordings(catalog: Catalog, data_dir: Path) -> list[DemoConference]:
+    """Generate playable H.264 demo recordings (first start only) and register them."""
+    media_dir = data_dir / "demo-media"
+    for conference in DEMO_CONFERENCES:
+        if await catalog.store.get_conference(conference.conference_id) is not None:
+            continue
+        for number, record_id in enumerate(conference.record_ids):
+            label = f"{conference.conference_id[:8]}-{number}"
+            files = await asyncio.to_thread(write_demo_set, media_dir, label)
+            await catalog.register(
+                Registration(
+                    conference_id=conference.conference_id,
+                    record_id=record_id,
+                    participants=conference.participants,
+                    files={FileType[name.upper()]: str(path) for name, path in files.items()},
+                    vdn=conference.vdn,
+                    call_id=f"1606459553-{176 + number}",
+                )
+            )
+    return list(DEMO_CONFERENCES)

@@ -11,12 +11,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from ccgateway.agents import AgentDirectory
+from ccgateway.audit import Auditor
+from ccgateway.catalog import Catalog
 from ccgateway.clock import Clock, SystemClock
 from ccgateway.config import Settings
 from ccgateway.sessions import SessionManager
 from ccgateway.stores.base import EventBus
 from ccgateway.stores.memory import MemoryEventBus, MemorySessionStore
-from ccgateway.stores.sql import SqlAgentStore, open_engine
+from ccgateway.stores.schema import open_engine
+from ccgateway.stores.sql import SqlAgentStore, SqlAuditStore, SqlCatalogStore
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Gateway:
     agents: AgentDirectory
     sessions: SessionManager
     events: EventBus
+    catalog: Catalog
+    auditor: Auditor
 
 
 @asynccontextmanager
@@ -36,6 +41,8 @@ async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncI
         directory = AgentDirectory(SqlAgentStore(engine))
         events = MemoryEventBus()
         sessions = SessionManager(settings, clock, directory, MemorySessionStore(), events)
-        yield Gateway(settings, clock, directory, sessions, events)
+        catalog = Catalog(SqlCatalogStore(engine), events, clock, sessions.is_signed_in)
+        auditor = Auditor(SqlAuditStore(engine), clock, settings.node_name)
+        yield Gateway(settings, clock, directory, sessions, events, catalog, auditor)
     finally:
         await engine.dispose()

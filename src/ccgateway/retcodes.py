@@ -36,7 +36,7 @@ BAD_INTERFACE_PARAMETER = Retcode(
 NO_RIGHT = Retcode(
     "000-003",
     "no right to invite resource",
-    "the Guid header is missing, wrong, or expired for a signed-in agent",
+    "the Guid header is missing, wrong, or expired for a signed-in agent; admin API: bad token",
 )
 SIGN_IN_PARAMETER_INVALID = Retcode(
     "100-001",
@@ -55,6 +55,61 @@ WRONG_AGENT_TYPE = Retcode(
 )
 INVALID_IP = Retcode("100-016", "invalid ip", "ip is not an IPv4 address")
 
+VIDEO_DOWNLOAD_OFF = Retcode(
+    "108-001", "video file download switch is off", "VIDEO_DOWNLOAD_FLAG is not ON", ours=True
+)
+VIDEO_EVENTS_OFF = Retcode(
+    "108-002", "video event switch is off", "IF_SUPPORT_VIDEO is not ON", ours=True
+)
+BAD_CONFERENCE_ID = Retcode(
+    "108-003", "conferenceId missing or malformed", "conferenceId absent or not an id", ours=True
+)
+BAD_FILE_TYPE = Retcode(
+    "108-004", "fileType missing or invalid", "fileType absent or not 0, 1 or 2", ours=True
+)
+NO_SUCH_CONFERENCE = Retcode(
+    "108-005",
+    "no such conference or no recording",
+    "unknown conference, a conference without recordings, or one the agent may not see",
+    ours=True,
+)
+NO_SUCH_RECORD = Retcode(
+    "108-006", "no such recordId in this conference", "recordId malformed or not in it", ours=True
+)
+NO_SUCH_FILE_TYPE = Retcode(
+    "108-007",
+    "the recording has no file of this fileType",
+    "the chosen recording has no HD/SD/aux file as asked",
+    ours=True,
+)
+SOURCE_FAILED = Retcode(
+    "108-008",
+    "recording source failed or file missing",
+    "the file is gone from its source, changed since registration, or the source failed",
+    ours=True,
+)
+NO_VIDEO_RIGHT = Retcode(
+    "108-009",
+    "no right to download video recordings",
+    "the agent's video download right is withheld",
+    ours=True,
+)
+ADMIN_BAD_REQUEST = Retcode(
+    "109-001",
+    "invalid admin request",
+    "admin API: a field is missing or invalid, or the recording already exists",
+    ours=True,
+)
+ADMIN_NOT_FOUND = Retcode(
+    "109-002", "no such conference or recording", "admin API: nothing to show or remove", ours=True
+)
+ADMIN_SOURCE_FAILED = Retcode(
+    "109-003",
+    "recording source unreadable",
+    "admin API: a file to register cannot be read",
+    ours=True,
+)
+
 ALL: tuple[Retcode, ...] = (
     SUCCESS,
     UNKNOWN_ERROR,
@@ -66,4 +121,16 @@ ALL: tuple[Retcode, ...] = (
     NOT_SIGNED_IN,
     WRONG_AGENT_TYPE,
     INVALID_IP,
+    VIDEO_DOWNLOAD_OFF,
+    VIDEO_EVENTS_OFF,
+    BAD_CONFERENCE_ID,
+    BAD_FILE_TYPE,
+    NO_SUCH_CONFERENCE,
+    NO_SUCH_RECORD,
+    NO_SUCH_FILE_TYPE,
+    SOURCE_FAILED,
+    NO_VIDEO_RIGHT,
+    ADMIN_BAD_REQUEST,
+    ADMIN_NOT_FOUND,
+    ADMIN_SOURCE_FAILED,
 )

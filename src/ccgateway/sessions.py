@@ -121,6 +121,10 @@ class SessionManager:
                     gone.append(agent_id)
         return gone
 
+    async def is_signed_in(self, agent_id: int) -> bool:
+        session = await self._store.get(agent_id)
+        return session is not None and not self._is_idle(session, self._clock.now_ms())
+
     # -- authentication -------------------------------------------------------------------------
 
     async def authenticate(self, agent_id: int, guid: str | None) -> SessionRecord:

@@ -71,9 +71,10 @@ def start_serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -
     return ServeProcess(process, port, data_dir, out, err)
 
 
-@pytest.fixture
-def serve_demo(tmp_path: Path) -> Iterator[ServeProcess]:
-    running = start_serve(tmp_path, "--demo", env={"PYTHONUNBUFFERED": "1"})
+@pytest.fixture(scope="module")
+def serve_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """One demo gateway for a test module (generating the demo videos takes seconds)."""
+    running = start_serve(tmp_path_factory.mktemp("demo"), "--demo", env={"PYTHONUNBUFFERED": "1"})
     yield running
     running.process.terminate()
     running.process.wait(10)

@@ -31,17 +31,17 @@ async def test_demo_serves_https_with_a_generated_certificate(serve_demo: ServeP
     base = f"https://localhost:{serve_demo.port}/agentgateway/resource"
     async with aiohttp.ClientSession() as http:
         async with http.put(
-            f"{base}/onlineagent/101",
-            json={"password": creds[101], "phonenum": "7101"},
+            f"{base}/onlineagent/103",
+            json={"password": creds[103], "phonenum": "7103"},
             ssl=context,
         ) as response:
             body = await response.json(content_type=None)
             guid = response.headers["Set-GUID"].split("=", 1)[1]
         assert body["retcode"] == "0"
-        async with http.get(f"{base}/agentevent/101", headers={"Guid": guid}, ssl=context) as r:
+        async with http.get(f"{base}/agentevent/103", headers={"Guid": guid}, ssl=context) as r:
             event = await r.json(content_type=None)
         assert event["event"]["eventType"] == "AgentOther_InService"
-    assert creds[101] not in serve_demo.stderr()
+    assert creds[103] not in serve_demo.stderr()
     assert guid not in serve_demo.stderr()
 
 
@@ -91,3 +91,34 @@ def test_bad_configuration_stops_start_up(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "AUTHMODE" in result.stderr and "1 or 2" in result.stderr
+
+
+async def test_demo_recordings_are_playable_h264(serve_demo: ServeProcess, tmp_path: Path) -> None:
+    import av
+
+    creds = demo_credentials(serve_demo.stdout())
+    cert = serve_demo.data_dir / "tls" / "cert.pem"
+    context = ssl.create_default_context(cafile=str(cert))
+    base = f"https://localhost:{serve_demo.port}/agentgateway/resource"
+    conference = "7a008307-34ad-435b-bccd-222be5ac5385"
+    async with aiohttp.ClientSession() as http:
+        async with http.put(
+            f"{base}/onlineagent/102/forcelogin",
+            json={"password": creds[102], "phonenum": "7102"},
+            ssl=context,
+        ) as response:
+            guid = response.headers["Set-GUID"].split("=", 1)[1]
+        for file_type, (width, height) in enumerate(((1280, 720), (640, 360), (1024, 768))):
+            url = f"{base}/recordfile/102/videofiledownload?conferenceId={conference}"
+            async with http.get(
+                f"{url}&fileType={file_type}", headers={"Guid": guid}, ssl=context
+            ) as response:
+                assert response.status == 200
+                body = await response.read()
+            path = tmp_path / f"{file_type}.mp4"
+            path.write_bytes(body)
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                assert stream.codec_context.name == "h264"
+                assert (stream.codec_context.width, stream.codec_context.height) == (width, height)
+                assert sum(1 for _ in container.decode(stream)) >= 50

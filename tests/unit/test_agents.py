@@ -7,7 +7,8 @@ import pytest
 
 from ccgateway.agents import AgentDirectory, AgentError
 from ccgateway.stores.base import Role
-from ccgateway.stores.sql import SqlAgentStore, open_engine
+from ccgateway.stores.schema import open_engine
+from ccgateway.stores.sql import SqlAgentStore
 
 
 @pytest.fixture

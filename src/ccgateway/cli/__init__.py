@@ -10,6 +10,8 @@ import click
 
 from ccgateway import __version__
 from ccgateway.cli.agents import agents
+from ccgateway.cli.audit import audit
+from ccgateway.cli.recordings import recordings
 from ccgateway.cli.serve import serve
 
 
@@ -21,6 +23,8 @@ def cli() -> None:
 
 cli.add_command(serve)
 cli.add_command(agents)
+cli.add_command(recordings)
+cli.add_command(audit)
 
 
 def main() -> None:

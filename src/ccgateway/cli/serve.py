@@ -15,7 +15,7 @@ from ccgateway import tls
 from ccgateway.app import create_app
 from ccgateway.cli.options import config_option, settings_from, setup_logging
 from ccgateway.config import Settings
-from ccgateway.demo import DemoAgent, seed_demo_agents
+from ccgateway.demo import DEMO_CONFERENCES, DemoAgent, seed_demo_agents, seed_demo_recordings
 from ccgateway.gateway import open_gateway
 
 log = logging.getLogger("ccgateway")
@@ -59,6 +59,8 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
 async def _serve(settings: Settings, context: ssl.SSLContext | None, demo: bool) -> None:
     async with open_gateway(settings) as gateway:
         demo_agents = await seed_demo_agents(gateway.agents, settings.data_dir) if demo else []
+        if demo:
+            await seed_demo_recordings(gateway.catalog, settings.data_dir)
         runner = web.AppRunner(create_app(gateway), access_log=None, shutdown_timeout=5)
         await runner.setup()
         site = web.TCPSite(
@@ -109,5 +111,9 @@ def _print_demo(agents: list[DemoAgent], settings: Settings, scheme: str) -> Non
         "-H 'Content-Type: application/json' "
         f'-d \'{{"password":"{first.password}","phonenum":"7{first.work_no}"}}\'\n'
         "Then poll events with the GUID (the part after JSESSIONID=):\n"
-        f"  curl {cacert}-H 'Guid: <guid>' {base}/agentevent/{first.work_no}\n",
+        f"  curl {cacert}-H 'Guid: <guid>' {base}/agentevent/{first.work_no}\n"
+        "and download the HD recording of agent 101's video call (fileType 0 HD, 1 SD, 2 aux):\n"
+        f"  curl {cacert}-H 'Guid: <guid>' -OJ "
+        f"'{base}/recordfile/{first.work_no}/videofiledownload"
+        f"?conferenceId={DEMO_CONFERENCES[0].conference_id}&fileType=0'\n",
     )

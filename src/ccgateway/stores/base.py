@@ -100,3 +100,107 @@ class EventBus(Protocol):
         ...
 
     async def clear(self, agent_id: int) -> None: ...
+
+
+class FileType(enum.IntEnum):
+    """A recording's renditions, numbered as ``videofiledownload``'s ``fileType``."""
+
+    HD = 0
+    SD = 1
+    AUX = 2
+
+
+@dataclass(frozen=True)
+class MediaFileRecord:
+    """One rendition of a recording: where its bytes are and what they were when registered."""
+
+    record_id: str
+    file_type: FileType
+    source: str
+    size: int
+    media_type: str
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RecordingRecord:
+    record_id: str
+    conference_id: str
+    position: int
+    created_ms: int
+    files: tuple[MediaFileRecord, ...] = ()
+    announced_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class ConferenceRecord:
+    conference_id: str
+    vdn: int
+    call_id: str
+    started_ms: int | None
+    ended_ms: int | None
+    participants: frozenset[int]
+    location_id: str = "255"
+    caller: str = ""
+    called: str = ""
+    recordings: tuple[RecordingRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One download attempt: who, what, how much, and how it ended."""
+
+    time_ms: int
+    node: str
+    interface: str
+    agent_id: int | None
+    conference_id: str
+    record_id: str
+    file_type: int | None
+    range: str
+    status: int
+    bytes_sent: int
+    outcome: str
+    retcode: str
+    client: str
+    duration_ms: int
+    id: int | None = None
+
+
+class CatalogStore(Protocol):
+    async def get_conference(self, conference_id: str) -> ConferenceRecord | None:
+        """The conference with its participants, recordings (in order) and their files."""
+        ...
+
+    async def add_recording(
+        self, conference: ConferenceRecord, recording: RecordingRecord
+    ) -> RecordingRecord:
+        """Create the conference if new (else add participants), then append the recording."""
+        ...
+
+    async def remove_conference(self, conference_id: str) -> bool: ...
+
+    async def remove_recording(self, record_id: str) -> bool: ...
+
+    async def list_conferences(self) -> list[ConferenceRecord]: ...
+
+    async def claim_unannounced(self, now_ms: int) -> list[RecordingRecord]:
+        """Mark recordings not yet announced as announced now; return those this call marked."""
+        ...
+
+
+class AuditStore(Protocol):
+    async def append(self, record: AuditRecord) -> None: ...
+
+    async def query(
+        self,
+        *,
+        agent_id: int | None = None,
+        conference_id: str | None = None,
+        outcome: str | None = None,
+        since_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[AuditRecord]:
+        """Newest first."""
+        ...

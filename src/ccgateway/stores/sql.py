@@ -2,53 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ccgateway.stores.base import AgentRecord, Role
-
-metadata = sa.MetaData()
-
-agents = sa.Table(
-    "agents",
-    metadata,
-    sa.Column("work_no", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("name", sa.String(64), nullable=False, default=""),
-    sa.Column("vdn", sa.Integer, nullable=False, default=1),
-    sa.Column("role", sa.String(16), nullable=False, default=Role.AGENT.value),
-    sa.Column("may_download_video", sa.Boolean, nullable=False, default=True),
-    sa.Column("password_hash", sa.String(255), nullable=False),
+from ccgateway.stores.base import (
+    AgentRecord,
+    AuditRecord,
+    ConferenceRecord,
+    FileType,
+    MediaFileRecord,
+    RecordingRecord,
+    Role,
 )
-
-
-def async_url(url: str) -> str:
-    """The configured URL with its asyncio driver (aiosqlite for sqlite, asyncpg for postgresql)."""
-    if url.startswith("sqlite:///"):
-        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
-    if url.startswith(("postgresql://", "postgres://")):
-        return "postgresql+asyncpg://" + url.split("://", 1)[1]
-    return url
-
-
-async def open_engine(url: str) -> AsyncEngine:
-    """Open the database, creating the schema when it is missing."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(async_url(url), connect_args={"timeout": 30})
-
-        @sa.event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_connection: object, _record: object) -> None:
-            cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-    else:
-        engine = create_async_engine(async_url(url), pool_size=10)
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
-    return engine
+from ccgateway.stores.schema import (
+    agents,
+    audit,
+    conferences,
+    media_files,
+    participants,
+    recordings,
+)
 
 
 def _agent(row: sa.Row[tuple[int, str, int, str, bool, str]]) -> AgentRecord:
@@ -107,3 +83,256 @@ class SqlAgentStore:
         async with self._engine.connect() as connection:
             result = await connection.execute(sa.select(agents).order_by(agents.c.work_no))
             return [_agent(row) for row in result]
+
+
+class SqlCatalogStore:
+    """Conferences, their participants, their recordings in order, and each recording's files."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def get_conference(self, conference_id: str) -> ConferenceRecord | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(conferences).where(conferences.c.conference_id == conference_id)
+                )
+            ).first()
+            if row is None:
+                return None
+            return await self._conference(connection, row)
+
+    async def list_conferences(self) -> list[ConferenceRecord]:
+        async with self._engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    sa.select(conferences).order_by(conferences.c.conference_id)
+                )
+            ).all()
+            return [await self._conference(connection, row) for row in rows]
+
+    async def add_recording(
+        self, conference: ConferenceRecord, recording: RecordingRecord
+    ) -> RecordingRecord:
+        async with self._engine.begin() as connection:
+            await self._upsert_conference(connection, conference)
+            last = (
+                await connection.execute(
+                    sa.select(sa.func.max(recordings.c.position)).where(
+                        recordings.c.conference_id == conference.conference_id
+                    )
+                )
+            ).scalar()
+            position = 0 if last is None else int(last) + 1
+            try:
+                await connection.execute(
+                    recordings.insert().values(
+                        record_id=recording.record_id,
+                        conference_id=conference.conference_id,
+                        position=position,
+                        created_ms=recording.created_ms,
+                        announced_ms=recording.announced_ms,
+                    )
+                )
+            except sa.exc.IntegrityError:
+                raise ValueError(f"recording {recording.record_id} already exists") from None
+            for media in recording.files:
+                await connection.execute(
+                    media_files.insert().values(
+                        record_id=recording.record_id,
+                        file_type=int(media.file_type),
+                        source=media.source,
+                        size=media.size,
+                        media_type=media.media_type,
+                        mtime_ns=media.mtime_ns,
+                        sha256=media.sha256,
+                    )
+                )
+        return dataclasses.replace(
+            recording, conference_id=conference.conference_id, position=position
+        )
+
+    async def remove_conference(self, conference_id: str) -> bool:
+        async with self._engine.begin() as connection:
+            ids = sa.select(recordings.c.record_id).where(
+                recordings.c.conference_id == conference_id
+            )
+            await connection.execute(media_files.delete().where(media_files.c.record_id.in_(ids)))
+            await connection.execute(
+                recordings.delete().where(recordings.c.conference_id == conference_id)
+            )
+            await connection.execute(
+                participants.delete().where(participants.c.conference_id == conference_id)
+            )
+            result = await connection.execute(
+                conferences.delete().where(conferences.c.conference_id == conference_id)
+            )
+        return result.rowcount == 1
+
+    async def remove_recording(self, record_id: str) -> bool:
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                media_files.delete().where(media_files.c.record_id == record_id)
+            )
+            result = await connection.execute(
+                recordings.delete().where(recordings.c.record_id == record_id)
+            )
+        return result.rowcount == 1
+
+    async def claim_unannounced(self, now_ms: int) -> list[RecordingRecord]:
+        claimed = []
+        async with self._engine.begin() as connection:
+            rows = (
+                await connection.execute(
+                    sa.select(recordings)
+                    .where(recordings.c.announced_ms.is_(None))
+                    .order_by(recordings.c.created_ms, recordings.c.position)
+                )
+            ).all()
+            for row in rows:
+                result = await connection.execute(
+                    recordings.update()
+                    .where(recordings.c.record_id == row.record_id)
+                    .where(recordings.c.announced_ms.is_(None))
+                    .values(announced_ms=now_ms)
+                )
+                if result.rowcount == 1:
+                    claimed.append(
+                        RecordingRecord(
+                            record_id=row.record_id,
+                            conference_id=row.conference_id,
+                            position=row.position,
+                            created_ms=row.created_ms,
+                            announced_ms=now_ms,
+                        )
+                    )
+        return claimed
+
+    @staticmethod
+    async def _upsert_conference(connection: AsyncConnection, conference: ConferenceRecord) -> None:
+        where = conferences.c.conference_id == conference.conference_id
+        exists = (await connection.execute(sa.select(conferences.c.vdn).where(where))).first()
+        if exists is None:  # the first registration defines the conference; later ones add to it
+            await connection.execute(
+                conferences.insert().values(
+                    conference_id=conference.conference_id,
+                    vdn=conference.vdn,
+                    call_id=conference.call_id,
+                    started_ms=conference.started_ms,
+                    ended_ms=conference.ended_ms,
+                    location_id=conference.location_id,
+                    caller=conference.caller,
+                    called=conference.called,
+                )
+            )
+        known = set(
+            (
+                await connection.execute(
+                    sa.select(participants.c.work_no).where(
+                        participants.c.conference_id == conference.conference_id
+                    )
+                )
+            ).scalars()
+        )
+        for work_no in sorted(conference.participants - known):
+            await connection.execute(
+                participants.insert().values(
+                    conference_id=conference.conference_id, work_no=work_no
+                )
+            )
+
+    @staticmethod
+    async def _conference(connection: AsyncConnection, row: sa.Row[Any]) -> ConferenceRecord:
+        conference_id = row.conference_id
+        members = frozenset(
+            (
+                await connection.execute(
+                    sa.select(participants.c.work_no).where(
+                        participants.c.conference_id == conference_id
+                    )
+                )
+            ).scalars()
+        )
+        recording_rows = (
+            await connection.execute(
+                sa.select(recordings)
+                .where(recordings.c.conference_id == conference_id)
+                .order_by(recordings.c.position)
+            )
+        ).all()
+        file_rows = (
+            await connection.execute(
+                sa.select(media_files)
+                .join(recordings, recordings.c.record_id == media_files.c.record_id)
+                .where(recordings.c.conference_id == conference_id)
+                .order_by(media_files.c.file_type)
+            )
+        ).all()
+        files: dict[str, list[MediaFileRecord]] = {}
+        for f in file_rows:
+            files.setdefault(f.record_id, []).append(
+                MediaFileRecord(
+                    record_id=f.record_id,
+                    file_type=FileType(f.file_type),
+                    source=f.source,
+                    size=f.size,
+                    media_type=f.media_type,
+                    mtime_ns=f.mtime_ns,
+                    sha256=f.sha256,
+                )
+            )
+        return ConferenceRecord(
+            conference_id=conference_id,
+            vdn=row.vdn,
+            call_id=row.call_id,
+            started_ms=row.started_ms,
+            ended_ms=row.ended_ms,
+            participants=members,
+            location_id=row.location_id,
+            caller=row.caller,
+            called=row.called,
+            recordings=tuple(
+                RecordingRecord(
+                    record_id=r.record_id,
+                    conference_id=conference_id,
+                    position=r.position,
+                    created_ms=r.created_ms,
+                    files=tuple(files.get(r.record_id, ())),
+                    announced_ms=r.announced_ms,
+                )
+                for r in recording_rows
+            ),
+        )
+
+
+class SqlAuditStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def append(self, record: AuditRecord) -> None:
+        values = dataclasses.asdict(record)
+        del values["id"]
+        async with self._engine.begin() as connection:
+            await connection.execute(audit.insert().values(**values))
+
+    async def query(
+        self,
+        *,
+        agent_id: int | None = None,
+        conference_id: str | None = None,
+        outcome: str | None = None,
+        since_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[AuditRecord]:
+        query = sa.select(audit).order_by(audit.c.id.desc()).limit(limit)
+        if agent_id is not None:
+            query = query.where(audit.c.agent_id == agent_id)
+        if conference_id is not None:
+            query = query.where(audit.c.conference_id == conference_id)
+        if outcome is not None:
+            query = query.where(audit.c.outcome == outcome)
+        if since_ms is not None:
+            query = query.where(audit.c.time_ms >= since_ms)
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [AuditRecord(**row._asdict()) for row in rows]

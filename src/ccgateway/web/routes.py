@@ -16,7 +16,7 @@ from aiohttp import web
 from ccgateway import retcodes
 from ccgateway.agents import MAX_WORK_NO, is_work_no
 from ccgateway.errors import GatewayError
-from ccgateway.web import agentevent, onlineagent
+from ccgateway.web import agentevent, onlineagent, recordfile
 from ccgateway.web.middlewares import AGENT_ID, INTERFACE
 
 PREFIX = "/agentgateway/resource/"
@@ -45,6 +45,12 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "onlineagent/{agentid}/forcelogout", onlineagent.force_logout, "forceLogout"),
     Route("PUT", "onlineagent/{agentid}/updateGuid", onlineagent.update_guid, "updateGuid"),
     Route("GET", "agentevent/{agentid}", agentevent.get_agent_event, "getAgentEvent"),
+    Route(
+        "GET",
+        "recordfile/{agentid}/videofiledownload",
+        recordfile.video_file_download,
+        "downloadVideoFile",
+    ),
 )
 
 

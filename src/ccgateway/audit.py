@@ -1,0 +1,81 @@
+"""The audit trail: one record per download attempt, whatever its end."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ccgateway.clock import Clock
+from ccgateway.stores.base import AuditRecord, AuditStore
+
+log = logging.getLogger("ccgateway.audit")
+
+
+class Outcome(enum.StrEnum):
+    COMPLETED = "completed"  # every byte of the answer was handed to the network
+    ABORTED = "aborted"  # the client went away before the end
+    REFUSED = "refused"  # answered with an error retcode (or 412/416)
+    SOURCE_FAILED = "source_failed"  # the source failed after the first byte; transfer cut
+
+
+@dataclass
+class DownloadAttempt:
+    """Filled in as a download request is handled, then written once."""
+
+    interface: str
+    client: str
+    started_ms: int
+    started: float = field(default_factory=time.monotonic)
+    agent_id: int | None = None
+    conference_id: str = ""
+    record_id: str = ""
+    file_type: int | None = None
+    range: str = ""
+    status: int = 200
+    bytes_sent: int = 0
+    outcome: Outcome = Outcome.COMPLETED
+    retcode: str = "0"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Auditor:
+    def __init__(self, store: AuditStore, clock: Clock, node: str) -> None:
+        self.store = store
+        self._clock = clock
+        self._node = node
+        self._pending: set[asyncio.Future[None]] = set()
+
+    def begin(self, interface: str, client: str) -> DownloadAttempt:
+        return DownloadAttempt(interface=interface, client=client, started_ms=self._clock.now_ms())
+
+    async def finish(self, attempt: DownloadAttempt) -> None:
+        """Write the attempt; the write completes even if the request's task is cancelled."""
+        task = asyncio.ensure_future(self._write(attempt))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        await asyncio.shield(task)
+
+    async def _write(self, attempt: DownloadAttempt) -> None:
+        record = AuditRecord(
+            time_ms=attempt.started_ms,
+            node=self._node,
+            interface=attempt.interface,
+            agent_id=attempt.agent_id,
+            conference_id=attempt.conference_id[:64],
+            record_id=attempt.record_id[:1024],
+            file_type=attempt.file_type,
+            range=attempt.range[:128],
+            status=attempt.status,
+            bytes_sent=attempt.bytes_sent,
+            outcome=attempt.outcome.value,
+            retcode=attempt.retcode,
+            client=attempt.client[:64],
+            duration_ms=round((time.monotonic() - attempt.started) * 1000),
+        )
+        try:
+            await self.store.append(record)
+        except Exception:
+            log.exception("could not write the audit record of a %s download", attempt.interface)

@@ -1,0 +1,216 @@
+"""The recording catalog's rules: registering recordings, announcing them, choosing a file.
+
+A conference has participants and recordings in the order they were registered; a recording has at
+most one file per FileType (0 HD, 1 SD, 2 aux). Registering streams each file once for its size
+and SHA-256. A new recording is announced to its signed-in participants as
+``AgentMediaEvent_Record`` by whichever gateway claims it first (see ``announce_pending``): the
+admin API announces at once, and a gateway notices recordings added by the CLI within
+``ANNOUNCE_EVERY_S``.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ccgateway import retcodes
+from ccgateway.access import may_download_video, may_see_conference
+from ccgateway.agents import is_work_no
+from ccgateway.clock import Clock
+from ccgateway.errors import GatewayError
+from ccgateway.sources import digest, open_source
+from ccgateway.stores.base import (
+    AgentRecord,
+    CatalogStore,
+    ConferenceRecord,
+    Event,
+    EventBus,
+    FileType,
+    MediaFileRecord,
+    RecordingRecord,
+)
+
+RECORD_EVENT = "AgentMediaEvent_Record"
+ANNOUNCE_EVERY_S = 1.0
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mkv": "video/x-matroska"}
+
+
+class CatalogError(ValueError):
+    """A registration was refused; the message says why."""
+
+
+def is_id(value: str) -> bool:
+    return _ID.fullmatch(value) is not None
+
+
+def parse_file_type(value: str | None) -> FileType:
+    if value is None or value.strip() not in ("0", "1", "2"):
+        raise GatewayError(retcodes.BAD_FILE_TYPE)
+    return FileType(int(value))
+
+
+def media_type_of(location: str) -> str:
+    suffix = location[location.rfind(".") :].lower() if "." in location else ""
+    return _MEDIA_TYPES.get(suffix, "application/octet-stream")
+
+
+@dataclass(frozen=True)
+class Registration:
+    conference_id: str
+    record_id: str
+    participants: frozenset[int]
+    files: Mapping[FileType, str]
+    vdn: int = 1
+    call_id: str = ""
+    started_ms: int | None = None
+    ended_ms: int | None = None
+    location_id: str = "255"
+    caller: str = ""
+    called: str = ""
+
+
+@dataclass(frozen=True)
+class Selection:
+    conference: ConferenceRecord
+    recording: RecordingRecord
+    media: MediaFileRecord
+
+
+Progress = Callable[[str, int, int], None]
+
+
+class Catalog:
+    def __init__(
+        self,
+        store: CatalogStore,
+        events: EventBus,
+        clock: Clock,
+        is_signed_in: Callable[[int], Awaitable[bool]],
+    ) -> None:
+        self.store = store
+        self._events = events
+        self._clock = clock
+        self._is_signed_in = is_signed_in
+
+    async def register(
+        self, request: Registration, progress: Progress | None = None
+    ) -> RecordingRecord:
+        """Digest every file, then store the recording (not yet announced)."""
+        _check_registration(request)
+        files = []
+        for file_type, location in sorted(request.files.items()):
+            source = open_source(location)
+            report = (
+                (lambda done, total, n=file_type.name: progress(n, done, total))
+                if progress
+                else None
+            )
+            size, mtime_ns, sha256 = await digest(source, report)
+            files.append(
+                MediaFileRecord(
+                    record_id=request.record_id,
+                    file_type=file_type,
+                    source=source.uri,
+                    size=size,
+                    media_type=media_type_of(location),
+                    mtime_ns=mtime_ns,
+                    sha256=sha256,
+                )
+            )
+        conference = ConferenceRecord(
+            conference_id=request.conference_id,
+            vdn=request.vdn,
+            call_id=request.call_id,
+            started_ms=request.started_ms,
+            ended_ms=request.ended_ms,
+            participants=request.participants,
+            location_id=request.location_id,
+            caller=request.caller,
+            called=request.called,
+        )
+        recording = RecordingRecord(
+            record_id=request.record_id,
+            conference_id=request.conference_id,
+            position=0,
+            created_ms=self._clock.now_ms(),
+            files=tuple(files),
+        )
+        try:
+            return await self.store.add_recording(conference, recording)
+        except ValueError as exc:
+            raise CatalogError(str(exc)) from None
+
+    async def announce_pending(self, video_events: bool) -> int:
+        """Announce every recording no gateway has announced yet; returns how many events."""
+        sent = 0
+        for recording in await self.store.claim_unannounced(self._clock.now_ms()):
+            conference = await self.store.get_conference(recording.conference_id)
+            if conference is None or not video_events:
+                continue
+            for agent_id in sorted(conference.participants):
+                if await self._is_signed_in(agent_id):
+                    content = record_event_content(conference, recording)
+                    await self._events.publish(
+                        Event(RECORD_EVENT, agent_id, content, self._clock.now_ms())
+                    )
+                    sent += 1
+        return sent
+
+    async def select(
+        self, agent: AgentRecord, conference_id: str, record_id: str | None, file_type: FileType
+    ) -> Selection:
+        """The file an agent asks for, checked in order: right, conference, record, file."""
+        if not may_download_video(agent):
+            raise GatewayError(retcodes.NO_VIDEO_RIGHT)
+        conference = await self.store.get_conference(conference_id)
+        if conference is None or not may_see_conference(agent, conference):
+            raise GatewayError(retcodes.NO_SUCH_CONFERENCE)
+        if not conference.recordings:
+            raise GatewayError(retcodes.NO_SUCH_CONFERENCE)
+        if record_id is None:
+            recording = conference.recordings[0]
+        else:
+            found = [r for r in conference.recordings if r.record_id == record_id]
+            if not found:
+                raise GatewayError(retcodes.NO_SUCH_RECORD)
+            recording = found[0]
+        media = next((f for f in recording.files if f.file_type is file_type), None)
+        if media is None:
+            raise GatewayError(retcodes.NO_SUCH_FILE_TYPE)
+        return Selection(conference, recording, media)
+
+
+def record_event_content(
+    conference: ConferenceRecord, recording: RecordingRecord
+) -> dict[str, Any]:
+    """``AgentMediaEvent_Record`` content as the CC-Gateway shapes it for an MCU recording."""
+    ids = "".join(f"recordId{i}={r.record_id};" for i, r in enumerate(conference.recordings))
+    return {
+        "taskId": zlib.crc32(recording.record_id.encode()) & 0x7FFFFFFF,
+        "caller": conference.caller,
+        "called": conference.called,
+        "locationId": conference.location_id,
+        "recordID": recording.record_id,
+        "fileName": f"conferenceId={conference.conference_id};{ids}",
+        "callId": conference.call_id,
+        "fileMediaType": 2,
+    }
+
+
+def _check_registration(request: Registration) -> None:
+    if not is_id(request.conference_id):
+        raise CatalogError("conference id: 1-64 letters, digits, '.', '_', ':' or '-'")
+    if not is_id(request.record_id):
+        raise CatalogError("record id: 1-64 letters, digits, '.', '_', ':' or '-'")
+    if not request.participants:
+        raise CatalogError("at least one participant is needed")
+    if not all(is_work_no(p) for p in request.participants):
+        raise CatalogError("participants are work numbers 101-999999")
+    if not request.files:
+        raise CatalogError("at least one file (hd, sd or aux) is needed")
+    if request.vdn < 1:
+        raise CatalogError("vdn must be a positive integer")

@@ -1,0 +1,172 @@
+"""``ccgateway recordings``: the recording catalog (works with or without a running gateway).
+
+A gateway running on the same database announces recordings added here to their signed-in
+participants within a second (it watches for recordings no gateway has announced yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from ccgateway.catalog import Catalog, CatalogError, Registration
+from ccgateway.cli.options import config_option, settings_from
+from ccgateway.gateway import open_gateway
+from ccgateway.sources.base import SourceError
+from ccgateway.stores.base import FileType
+from ccgateway.web.admin import conference_json
+
+T = TypeVar("T")
+PROGRESS_FROM_BYTES = 16 * 1024 * 1024
+
+
+def _run(config_path: str | None, action: Callable[[Catalog], Awaitable[T]]) -> T:
+    settings = settings_from(config_path)
+
+    async def run() -> T:
+        async with open_gateway(settings) as gateway:
+            return await action(gateway.catalog)
+
+    try:
+        return asyncio.run(run())
+    except (CatalogError, SourceError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _participants(_ctx: click.Context, _param: click.Parameter, value: str) -> frozenset[int]:
+    try:
+        return frozenset(int(p) for p in value.split(",") if p.strip())
+    except ValueError:
+        raise click.BadParameter("a comma-separated list of work numbers") from None
+
+
+@click.group()
+def recordings() -> None:
+    """Register, list, show and remove video recordings."""
+
+
+@recordings.command("add")
+@click.argument("conference_id")
+@click.option("--record", "record_id", required=True, help="Recording id (recordId).")
+@click.option(
+    "--participants",
+    required=True,
+    callback=_participants,
+    help="Work numbers of the participating agents, e.g. 101,102.",
+)
+@click.option("--vdn", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--call-id", default="", help="The call's callId.")
+@click.option(
+    "--hd",
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True),
+    help="HD rendition (fileType 0).",
+)
+@click.option(
+    "--sd",
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True),
+    help="SD rendition (fileType 1).",
+)
+@click.option(
+    "--aux",
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True),
+    help="Auxiliary (content) stream (fileType 2).",
+)
+@click.option(
+    "--location-id",
+    default="255",
+    show_default=True,
+    help="locationId carried by the record event.",
+)
+@config_option
+def add(
+    conference_id: str,
+    record_id: str,
+    participants: frozenset[int],
+    vdn: int,
+    call_id: str,
+    hd: str | None,
+    sd: str | None,
+    aux: str | None,
+    location_id: str,
+    config_path: str | None,
+) -> None:
+    """Register recording RECORD of CONFERENCE_ID; each file is read once for size and SHA-256."""
+    files = {t: p for t, p in ((FileType.HD, hd), (FileType.SD, sd), (FileType.AUX, aux)) if p}
+    registration = Registration(
+        conference_id=conference_id,
+        record_id=record_id,
+        participants=participants,
+        files=files,
+        vdn=vdn,
+        call_id=call_id,
+        location_id=location_id,
+    )
+    bars: dict[str, Any] = {}
+
+    def progress(name: str, done: int, total: int) -> None:
+        if total < PROGRESS_FROM_BYTES:
+            return
+        bar = bars.get(name)
+        if bar is None:
+            bar = bars[name] = click.progressbar(
+                length=total, label=f"{name:<3}", file=sys.stderr, show_eta=True
+            )
+            bar.__enter__()
+        bar.update(done - bar.pos)
+        if done >= total:
+            bar.__exit__(None, None, None)
+
+    recording = _run(config_path, lambda c: c.register(registration, progress))
+    kinds = ", ".join(f.file_type.name.lower() for f in recording.files)
+    click.echo(
+        f"registered {record_id} in {conference_id} as recording {recording.position} ({kinds})"
+    )
+
+
+@recordings.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+@config_option
+def list_(as_json: bool, config_path: str | None) -> None:
+    """List conferences with their recordings and file types."""
+    conferences = _run(config_path, lambda c: c.store.list_conferences())
+    if as_json:
+        rows = [conference_json(c) for c in conferences]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for conference in conferences:
+        members = ",".join(str(p) for p in sorted(conference.participants))
+        click.echo(f"{conference.conference_id}  vdn {conference.vdn}  agents {members}")
+        for recording in conference.recordings:
+            kinds = ",".join(f.file_type.name.lower() for f in recording.files)
+            click.echo(f"  {recording.position}  {recording.record_id}  {kinds}")
+
+
+@recordings.command("show")
+@click.argument("conference_id")
+@config_option
+def show(conference_id: str, config_path: str | None) -> None:
+    """Show one conference as JSON (files with sizes and SHA-256)."""
+    conference = _run(config_path, lambda c: c.store.get_conference(conference_id))
+    if conference is None:
+        raise click.ClickException(f"no conference {conference_id}")
+    click.echo(json.dumps(conference_json(conference), indent=2))
+
+
+@recordings.command("remove")
+@click.argument("conference_id")
+@click.option("--record", "record_id", help="Remove only this recording.")
+@config_option
+def remove(conference_id: str, record_id: str | None, config_path: str | None) -> None:
+    """Remove a conference (or one of its recordings) from the catalog; files are kept."""
+    if record_id:
+        done = _run(config_path, lambda c: c.store.remove_recording(record_id))
+    else:
+        done = _run(config_path, lambda c: c.store.remove_conference(conference_id))
+    if not done:
+        raise click.ClickException(f"no such {'recording' if record_id else 'conference'}")
+    click.echo(f"removed {record_id or conference_id}")

@@ -1,0 +1,129 @@
+"""The SQL schema, one definition for SQLite and PostgreSQL, and opening an engine on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+metadata = sa.MetaData()
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("work_no", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(64), nullable=False, default=""),
+    sa.Column("vdn", sa.Integer, nullable=False, default=1),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("may_download_video", sa.Boolean, nullable=False, default=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+)
+
+conferences = sa.Table(
+    "conferences",
+    metadata,
+    sa.Column("conference_id", sa.String(64), primary_key=True),
+    sa.Column("vdn", sa.Integer, nullable=False),
+    sa.Column("call_id", sa.String(64), nullable=False, default=""),
+    sa.Column("started_ms", sa.BigInteger, nullable=True),
+    sa.Column("ended_ms", sa.BigInteger, nullable=True),
+    sa.Column("location_id", sa.String(16), nullable=False, default="255"),
+    sa.Column("caller", sa.String(64), nullable=False, default=""),
+    sa.Column("called", sa.String(64), nullable=False, default=""),
+)
+
+participants = sa.Table(
+    "conference_participants",
+    metadata,
+    sa.Column(
+        "conference_id",
+        sa.String(64),
+        sa.ForeignKey("conferences.conference_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("work_no", sa.Integer, primary_key=True),
+)
+
+recordings = sa.Table(
+    "recordings",
+    metadata,
+    sa.Column("record_id", sa.String(64), primary_key=True),
+    sa.Column(
+        "conference_id",
+        sa.String(64),
+        sa.ForeignKey("conferences.conference_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("announced_ms", sa.BigInteger, nullable=True, index=True),
+    sa.UniqueConstraint("conference_id", "position"),
+)
+
+media_files = sa.Table(
+    "media_files",
+    metadata,
+    sa.Column(
+        "record_id",
+        sa.String(64),
+        sa.ForeignKey("recordings.record_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("file_type", sa.SmallInteger, primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("media_type", sa.String(64), nullable=False),
+    sa.Column("mtime_ns", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("time_ms", sa.BigInteger, nullable=False, index=True),
+    sa.Column("node", sa.String(64), nullable=False),
+    sa.Column("interface", sa.String(32), nullable=False),
+    sa.Column("agent_id", sa.Integer, nullable=True, index=True),
+    sa.Column("conference_id", sa.String(64), nullable=False, default=""),
+    sa.Column("record_id", sa.Text, nullable=False, default=""),
+    sa.Column("file_type", sa.SmallInteger, nullable=True),
+    sa.Column("range", sa.String(128), nullable=False, default=""),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("bytes_sent", sa.BigInteger, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("retcode", sa.String(8), nullable=False),
+    sa.Column("client", sa.String(64), nullable=False, default=""),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+)
+
+
+def async_url(url: str) -> str:
+    """The configured URL with its asyncio driver (aiosqlite for sqlite, asyncpg for postgresql)."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
+async def open_engine(url: str) -> AsyncEngine:
+    """Open the database, creating the schema when it is missing."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(async_url(url), connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_connection: object, _record: object) -> None:
+            cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+    else:
+        engine = create_async_engine(async_url(url), pool_size=10)
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    return engine

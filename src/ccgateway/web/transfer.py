@@ -1,0 +1,158 @@
+"""The one streaming responder for every download interface and every media source.
+
+It answers 200, 206, 304, 412 or 416 from ``wire.ranges.decide`` (our own conditional and range
+logic, not aiohttp's ``FileResponse``), with strong validators from the registered SHA-256, and
+sends the bytes with zero-copy ``sendfile`` when the source is a local file on a plain-HTTP
+connection, or in 1 MiB chunks otherwise (TLS, remote sources). The attempt's outcome and the
+bytes handed to the network are written into the ``DownloadAttempt`` for the audit.
+
+A transfer that cannot be finished (the source failed after the headers went out) is cut: the
+connection is aborted short of Content-Length, so no client mistakes it for a complete file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import urllib.parse
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ccgateway.audit import DownloadAttempt, Outcome
+from ccgateway.sources.base import MediaSource, SourceError
+from ccgateway.stores.base import MediaFileRecord
+from ccgateway.wire.digest import digest_header_for
+from ccgateway.wire.ranges import Validators, decide, http_date, strong_etag
+
+CONTENT_TYPE = "application/octet-stream;charset=utf-8"
+
+log = logging.getLogger("ccgateway.transfer")
+
+
+@dataclass(frozen=True)
+class Download:
+    source: MediaSource
+    media: MediaFileRecord
+    filename: str
+
+
+async def send_download(
+    request: web.Request, download: Download, attempt: DownloadAttempt, *, sendfile: bool = True
+) -> web.StreamResponse:
+    media = download.media
+    validators = Validators(
+        etag=strong_etag(media.sha256), last_modified=media.mtime_ns / 1e9, size=media.size
+    )
+    attempt.range = request.headers.get("Range", "")
+    decision = decide(request.method, request.headers, validators)
+    headers = _headers(request, download, validators)
+    attempt.status = decision.status
+    if decision.status in (304, 412, 416):
+        attempt.outcome = Outcome.COMPLETED if decision.status == 304 else Outcome.REFUSED
+        if decision.status == 416:
+            headers["Content-Range"] = f"bytes */{media.size}"
+        return web.Response(status=decision.status, headers=headers)
+    start, length = 0, media.size
+    if decision.status == 206:
+        chosen = decision.ranges[0]
+        start, length = chosen.start, chosen.length
+        headers["Content-Range"] = chosen.content_range(media.size)
+    response = web.StreamResponse(status=decision.status, headers=headers)
+    response.content_length = length
+    await response.prepare(request)
+    if request.method == "HEAD" or length == 0:
+        await response.write_eof()
+        return response
+    try:
+        await _send_body(request, response, download.source, start, length, attempt, sendfile)
+    except SourceError as exc:
+        attempt.outcome = Outcome.SOURCE_FAILED
+        log.warning("download cut after %d bytes: %s", attempt.bytes_sent, exc)
+        _abort(request)
+        return response
+    except (ConnectionError, asyncio.CancelledError):
+        attempt.outcome = Outcome.ABORTED
+        raise
+    await response.write_eof()
+    return response
+
+
+async def _send_body(
+    request: web.Request,
+    response: web.StreamResponse,
+    source: MediaSource,
+    start: int,
+    length: int,
+    attempt: DownloadAttempt,
+    sendfile: bool,
+) -> None:
+    path = source.local_path
+    if sendfile and path is not None and not _is_tls(request):
+        await _sendfile(request, path, start, length, attempt)
+        return
+    async for chunk in source.read(start, length):
+        await response.write(chunk)
+        attempt.bytes_sent += len(chunk)
+
+
+async def _sendfile(
+    request: web.Request, path: os.PathLike[str], start: int, length: int, attempt: DownloadAttempt
+) -> None:
+    loop = asyncio.get_running_loop()
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("connection lost")
+    try:
+        handle = await asyncio.to_thread(open, path, "rb")
+    except OSError as exc:
+        raise SourceError(f"{path}: {exc.strerror}") from None
+    try:
+        handle.seek(start)
+        try:
+            sent = await loop.sendfile(transport, handle, start, length)
+        except BaseException:
+            attempt.bytes_sent = max(0, handle.tell() - start)
+            raise
+        attempt.bytes_sent = sent
+        if sent < length:
+            raise SourceError(f"{path}: file ended {length - sent} bytes early")
+    finally:
+        handle.close()
+
+
+def _headers(request: web.Request, download: Download, validators: Validators) -> dict[str, str]:
+    headers = {
+        "Content-Type": CONTENT_TYPE,
+        "Accept-Ranges": "bytes",
+        "ETag": validators.etag,
+        "Last-Modified": http_date(validators.last_modified),
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": content_disposition(download.filename),
+    }
+    digest = digest_header_for(request.headers.get("Want-Repr-Digest"), download.media.sha256)
+    if digest is not None:
+        headers["Repr-Digest"] = digest
+    return headers
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII ``filename`` and the exact name as RFC 8187 ``filename*``."""
+    ascii_name = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+    )
+    encoded = urllib.parse.quote(filename, safe="")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{encoded}"
+
+
+def _is_tls(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and transport.get_extra_info("sslcontext") is not None
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()

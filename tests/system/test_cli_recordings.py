@@ -1,0 +1,128 @@
+"""``ccgateway recordings`` and ``ccgateway audit`` on the embedded database."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ccgateway.cli import cli
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> CliRunner:
+    return CliRunner(env={"CCGW_DATA_DIR": str(tmp_path / "data")})
+
+
+def test_add_list_show_remove(runner: CliRunner, tmp_path: Path) -> None:
+    hd, sd = tmp_path / "hd.mp4", tmp_path / "sd.mp4"
+    hd.write_bytes(os.urandom(3000))
+    sd.write_bytes(os.urandom(1000))
+    result = runner.invoke(
+        cli,
+        [
+            "recordings",
+            "add",
+            "conf-1",
+            "--record",
+            "rec-1",
+            "--participants",
+            "101,102",
+            "--vdn",
+            "2",
+            "--call-id",
+            "9-9",
+            "--hd",
+            str(hd),
+            "--sd",
+            str(sd),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "registered rec-1 in conf-1 as recording 0 (hd, sd)" in result.output
+    result = runner.invoke(
+        cli,
+        [
+            "recordings",
+            "add",
+            "conf-1",
+            "--record",
+            "rec-2",
+            "--participants",
+            "101",
+            "--aux",
+            str(sd),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    listed = json.loads(runner.invoke(cli, ["recordings", "list", "--json"]).output)
+    assert [
+        (c["conferenceId"], [(r["recordId"], r["fileTypes"]) for r in c["recordings"]])
+        for c in listed
+    ] == [("conf-1", [("rec-1", [0, 1]), ("rec-2", [2])])]
+    assert listed[0]["participants"] == [101, 102] and listed[0]["vdn"] == 2
+    shown = json.loads(runner.invoke(cli, ["recordings", "show", "conf-1"]).output)
+    hd_file = shown["recordings"][0]["files"][0]
+    assert hd_file["sha256"] == hashlib.sha256(hd.read_bytes()).hexdigest()
+    assert hd_file["size"] == 3000
+    text = runner.invoke(cli, ["recordings", "list"]).output
+    assert "conf-1" in text and "rec-2" in text
+    assert (
+        runner.invoke(cli, ["recordings", "remove", "conf-1", "--record", "rec-2"]).exit_code == 0
+    )
+    assert runner.invoke(cli, ["recordings", "remove", "conf-1"]).exit_code == 0
+    assert json.loads(runner.invoke(cli, ["recordings", "list", "--json"]).output) == []
+    result = runner.invoke(cli, ["recordings", "remove", "conf-1"])
+    assert result.exit_code == 1 and "no such conference" in result.output
+
+
+def test_refusals(runner: CliRunner, tmp_path: Path) -> None:
+    hd = tmp_path / "hd.mp4"
+    hd.write_bytes(b"x")
+    cases = [
+        (["recordings", "add", "c", "--record", "r", "--participants", "101"], 1),  # no file
+        (
+            [
+                "recordings",
+                "add",
+                "../c",
+                "--record",
+                "r",
+                "--participants",
+                "101",
+                "--hd",
+                str(hd),
+            ],
+            1,
+        ),
+        (["recordings", "add", "c", "--record", "r", "--participants", "1x", "--hd", str(hd)], 2),
+        (
+            [
+                "recordings",
+                "add",
+                "c",
+                "--record",
+                "r",
+                "--participants",
+                "101",
+                "--hd",
+                str(tmp_path / "absent"),
+            ],
+            2,
+        ),
+    ]
+    for args, code in cases:
+        result = runner.invoke(cli, args)
+        assert result.exit_code == code, (args, result.output)
+    assert runner.invoke(cli, ["recordings", "show", "nope"]).exit_code == 1
+
+
+def test_audit_lists_nothing_then_filters(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["audit", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output) == []
+    result = runner.invoke(cli, ["audit", "--since", "yesterday"])
+    assert result.exit_code == 2
