@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from ccgateway.app import create_app
+from ccgateway.app import RUNNER_OPTIONS, create_app
 from ccgateway.clock import ManualClock
 from ccgateway.config import load_settings
 from ccgateway.gateway import Gateway, open_gateway
@@ -108,7 +108,7 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
             settings = load_settings(environ={}, **values)
             clock = ManualClock()
             gateway = await stack.enter_async_context(open_gateway(settings, clock))
-            server = TestServer(create_app(gateway), host="127.0.0.1")
+            server = TestServer(create_app(gateway), host="127.0.0.1", **RUNNER_OPTIONS)
             await server.start_server()
             stack.push_async_callback(server.close)
             http = await stack.enter_async_context(aiohttp.ClientSession())

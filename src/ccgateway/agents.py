@@ -1,13 +1,14 @@
 """The agent directory's rules: work numbers, roles, rights and password hashing.
 
 Passwords are hashed with Argon2id (memory-hard) at the OWASP-recommended cost (19 MiB, t=2, p=1).
-Hashing runs in worker threads, at most two at a time, so sign-in bursts neither block the event
-loop nor multiply memory.
+Hashing runs in a pool of two threads of its own, so sign-in bursts neither block the event loop
+nor multiply memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 
 import argon2
@@ -45,7 +46,14 @@ def _verify(password_hash: str, password: str) -> bool:
 class AgentDirectory:
     def __init__(self, store: AgentStore, *, concurrent_hashes: int = 2) -> None:
         self.store = store
-        self._hashing = asyncio.Semaphore(concurrent_hashes)
+        # A pool of its own: each thread that ever hashed keeps its 19 MiB arena (glibc), so
+        # hashing must not spread over the default executor's threads.
+        self._hashing = concurrent.futures.ThreadPoolExecutor(
+            concurrent_hashes, thread_name_prefix="argon2"
+        )
+
+    def close(self) -> None:
+        self._hashing.shutdown(wait=False, cancel_futures=True)
 
     async def add(
         self,
@@ -89,8 +97,8 @@ class AgentDirectory:
         """The agent if ``password`` is theirs; None for a wrong password or an unknown agent."""
         agent = await self.store.get(work_no)
         stored = agent.password_hash if agent is not None else _UNKNOWN_AGENT_HASH
-        async with self._hashing:
-            ok = await asyncio.to_thread(_verify, stored, password)
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(self._hashing, _verify, stored, password)
         if agent is None or not ok:
             return None
         if _hasher.check_needs_rehash(agent.password_hash):
@@ -100,5 +108,5 @@ class AgentDirectory:
         return agent
 
     async def _hash(self, password: str) -> str:
-        async with self._hashing:
-            return await asyncio.to_thread(hash_password, password)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._hashing, hash_password, password)

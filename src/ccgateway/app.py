@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 from collections.abc import AsyncIterator
+from typing import TypedDict
 
 from aiohttp import web
 
@@ -17,9 +19,40 @@ from ccgateway.web.routes import add_routes
 from ccgateway.web.state import GATEWAY
 
 MAX_BODY_BYTES = 64 * 1024
+
+
+# How every gateway runs its app: a handler whose client went away is cancelled, so an abandoned
+# long poll takes no event and an abandoned download stops at once.
+class RunnerOptions(TypedDict):
+    access_log: None
+    shutdown_timeout: float
+    handler_cancellation: bool
+
+
+RUNNER_OPTIONS: RunnerOptions = {
+    "access_log": None,
+    "shutdown_timeout": 5.0,
+    "handler_cancellation": True,
+}
 SWEEP_EVERY_S = 5.0
 
 log = logging.getLogger("ccgateway")
+
+
+def release_freed_memory() -> None:
+    """Make glibc give big freed blocks back to the system (Argon2's 19 MiB per hash).
+
+    Without a fixed mmap threshold glibc raises it after the first big free, and every hashing
+    thread then keeps ~19 MiB for good. A no-op where glibc is not the C library.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):
+        pass
+
+
+_M_MMAP_THRESHOLD = -3
 
 
 def create_app(gateway: Gateway) -> web.Application:
@@ -71,6 +104,7 @@ async def _announcer(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(ANNOUNCE_EVERY_S)
             try:
                 await gateway.catalog.announce_pending(gateway.settings.video_events)
+                await gateway.files.announce_pending(gateway.settings.video_events)
             except Exception:
                 log.exception("announcing new recordings failed")
 

@@ -19,6 +19,7 @@ class Outcome(enum.StrEnum):
     ABORTED = "aborted"  # the client went away before the end
     REFUSED = "refused"  # answered with an error retcode (or 412/416)
     SOURCE_FAILED = "source_failed"  # the source failed after the first byte; transfer cut
+    OFFLOADED = "offloaded"  # authorized and handed to nginx (X-Accel-Redirect) to send
 
 
 @dataclass

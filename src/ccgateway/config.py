@@ -17,6 +17,7 @@ from typing import Any
 
 import javaproperties
 
+from ccgateway.drivepaths import parse_drive_map
 from ccgateway.errors import ConfigError
 
 ENV_PREFIX = "CCGW_"
@@ -56,6 +57,24 @@ def _one_of(*allowed: int) -> Parser:
 
 def _text(value: str) -> str:
     return value.strip()
+
+
+def _sessions_url(value: str) -> str:
+    text = value.strip()
+    if text != "memory://" and not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("memory:// or a redis:// URL")
+    return text
+
+
+def _accel_prefix(value: str) -> str:
+    text = value.strip().rstrip("/")
+    if text and (not text.startswith("/") or not all(c.isalnum() or c in "/_-" for c in text)):
+        raise ValueError("empty, or a location path like /_ccgw_files")
+    return text
+
+
+def _drive_map(value: str) -> dict[str, Path]:
+    return parse_drive_map(value)
 
 
 def _token(value: str) -> str:
@@ -151,7 +170,24 @@ KEYS: tuple[Key, ...] = (
         "DATABASE_URL",
         "",
         _text,
-        "agent directory database; empty: sqlite in DATA_DIR (sqlite:///DATA_DIR/ccgateway.db)",
+        "agents, catalog and audit: sqlite:///PATH or postgresql://user@host/db; "
+        "empty: sqlite:///DATA_DIR/ccgateway.db",
+        ours=True,
+    ),
+    Key(
+        "SESSIONS_URL",
+        "memory://",
+        _sessions_url,
+        "where sessions and event queues live: memory:// (this process only) or "
+        "redis://host:port/db (shared by every node)",
+        ours=True,
+    ),
+    Key(
+        "ACCEL_REDIRECT",
+        "",
+        _accel_prefix,
+        "behind nginx: an internal location prefix (e.g. /_ccgw_files) to hand local files to "
+        "nginx with X-Accel-Redirect; empty: the gateway sends the bytes itself",
         ours=True,
     ),
     Key(
@@ -159,6 +195,21 @@ KEYS: tuple[Key, ...] = (
         "120000",
         _int_between(10_000, 86_400_000),
         "milliseconds without an event poll after which an agent is signed out",
+        ours=True,
+    ),
+    Key(
+        "RECORD_DOWNLOAD_FLAG",
+        "ON",
+        _on_off,
+        "recording download switch of the file-server interfaces (recordfile, *Ex)",
+        ours=True,
+    ),
+    Key(
+        "RECORD_DRIVE_MAP",
+        "",
+        _drive_map,
+        "drive letters to mount directories, e.g. Y:=/srv/recordings;Z:=/mnt/z; "
+        "RECORD_DRIVE_MAP_<locationId> sets a node's map in pool mode",
         ours=True,
     ),
     Key(
@@ -211,6 +262,10 @@ class Settings:
     database_url: str
     agent_idle_timeout_ms: int
     log_level: str
+    sessions_url: str = "memory://"
+    accel_redirect: str = ""
+    record_download: bool = True
+    drive_maps: Mapping[str, Mapping[str, Path]] = dataclasses.field(default_factory=dict)
     sendfile: bool = True
     admin_token: str = dataclasses.field(default="", repr=False)
 
@@ -241,6 +296,9 @@ def load_settings(
         if ENV_PREFIX + key.name in env:
             raw[key.name] = env[ENV_PREFIX + key.name]
     raw.update(overrides)
+    for name, value in env.items():
+        if name.startswith(ENV_PREFIX + POOL_DRIVE_MAP):
+            raw[name.removeprefix(ENV_PREFIX)] = value
     values = {key.name: _parse(key, raw.get(key.name, key.default)) for key in KEYS}
     if values["GUIDTIMEOUT"] <= values["GUIDINTERVAL"]:
         raise ConfigError(
@@ -268,9 +326,30 @@ def load_settings(
         database_url=values["DATABASE_URL"] or f"sqlite:///{data_dir / 'ccgateway.db'}",
         agent_idle_timeout_ms=values["AGENT_IDLE_TIMEOUT"],
         log_level=values["LOG_LEVEL"],
+        sessions_url=values["SESSIONS_URL"],
+        accel_redirect=values["ACCEL_REDIRECT"],
+        record_download=values["RECORD_DOWNLOAD_FLAG"],
+        drive_maps=_drive_maps(values["RECORD_DRIVE_MAP"], raw),
         sendfile=values["SENDFILE"],
         admin_token=values["ADMIN_TOKEN"],
     )
+
+
+POOL_DRIVE_MAP = "RECORD_DRIVE_MAP_"
+
+
+def _drive_maps(default: dict[str, Path], raw: Mapping[str, str]) -> dict[str, dict[str, Path]]:
+    """The drive maps by locationId; "" is RECORD_DRIVE_MAP, used without a locationId."""
+    maps = {"": default} if default else {}
+    for name, value in raw.items():
+        if not name.startswith(POOL_DRIVE_MAP):
+            continue
+        location = name.removeprefix(POOL_DRIVE_MAP)
+        if not location.isdigit():
+            raise ConfigError(f"{name}: the suffix must be a locationId (digits)")
+        key = Key(name, "", _drive_map, "")
+        maps[str(int(location))] = _parse(key, value)
+    return maps
 
 
 def _parse(key: Key, value: str) -> Any:

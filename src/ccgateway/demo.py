@@ -11,7 +11,6 @@ from pathlib import Path
 
 from ccgateway.agents import AgentDirectory
 from ccgateway.catalog import Catalog, Registration
-from ccgateway.demo_media import write_demo_set
 from ccgateway.stores.base import FileType, Role
 
 
@@ -86,6 +85,8 @@ DEMO_CONFERENCES = (
 
 async def seed_demo_recordings(catalog: Catalog, data_dir: Path) -> list[DemoConference]:
     """Generate playable H.264 demo recordings (first start only) and register them."""
+    from ccgateway.demo_media import write_demo_set  # PyAV loads FFmpeg: only for --demo
+
     media_dir = data_dir / "demo-media"
     for conference in DEMO_CONFERENCES:
         if await catalog.store.get_conference(conference.conference_id) is not None:

@@ -1,13 +1,14 @@
-"""The core, assembled: settings, clock, directory, sessions and events, over opened stores.
+"""The core, assembled: settings, clock, directory, sessions, events, catalog, files, audit.
 
-``open_gateway`` is the one place that picks concrete backends; the web layer and the CLI only
-see the ``Gateway`` it yields.
+``open_gateway`` is the one place that picks concrete backends, by URL: the database from
+``DATABASE_URL`` (SQLite or PostgreSQL, one SQL code) and sessions with event queues from
+``SESSIONS_URL`` (process memory or Redis). The web layer and the CLI only see the ``Gateway``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from ccgateway.agents import AgentDirectory
@@ -15,11 +16,12 @@ from ccgateway.audit import Auditor
 from ccgateway.catalog import Catalog
 from ccgateway.clock import Clock, SystemClock
 from ccgateway.config import Settings
+from ccgateway.fileserver import FileServer
 from ccgateway.sessions import SessionManager
-from ccgateway.stores.base import EventBus
+from ccgateway.stores.base import EventBus, SessionStore
 from ccgateway.stores.memory import MemoryEventBus, MemorySessionStore
 from ccgateway.stores.schema import open_engine
-from ccgateway.stores.sql import SqlAgentStore, SqlAuditStore, SqlCatalogStore
+from ccgateway.stores.sql import SqlAgentStore, SqlAuditStore, SqlCatalogStore, SqlFileStore
 
 
 @dataclass(frozen=True)
@@ -30,19 +32,31 @@ class Gateway:
     sessions: SessionManager
     events: EventBus
     catalog: Catalog
+    files: FileServer
     auditor: Auditor
 
 
 @asynccontextmanager
 async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Gateway]:
     clock = clock or SystemClock()
-    engine = await open_engine(settings.database_url)
-    try:
+    async with AsyncExitStack() as stack:
+        engine = await open_engine(settings.database_url)
+        stack.push_async_callback(engine.dispose)
+        session_store, events = await _open_sessions(settings.sessions_url, stack)
         directory = AgentDirectory(SqlAgentStore(engine))
-        events = MemoryEventBus()
-        sessions = SessionManager(settings, clock, directory, MemorySessionStore(), events)
+        stack.callback(directory.close)
+        sessions = SessionManager(settings, clock, directory, session_store, events)
         catalog = Catalog(SqlCatalogStore(engine), events, clock, sessions.is_signed_in)
+        files = FileServer(settings, SqlFileStore(engine), events, clock, sessions.is_signed_in)
         auditor = Auditor(SqlAuditStore(engine), clock, settings.node_name)
-        yield Gateway(settings, clock, directory, sessions, events, catalog, auditor)
-    finally:
-        await engine.dispose()
+        yield Gateway(settings, clock, directory, sessions, events, catalog, files, auditor)
+
+
+async def _open_sessions(url: str, stack: AsyncExitStack) -> tuple[SessionStore, EventBus]:
+    if url == "memory://":
+        return MemorySessionStore(), MemoryEventBus()
+    from ccgateway.stores.redis import RedisEventBus, RedisSessionStore, open_redis
+
+    client = await open_redis(url)
+    stack.push_async_callback(client.aclose)
+    return RedisSessionStore(client), RedisEventBus(client)

@@ -55,6 +55,32 @@ WRONG_AGENT_TYPE = Retcode(
 )
 INVALID_IP = Retcode("100-016", "invalid ip", "ip is not an IPv4 address")
 
+RECORD_DOWNLOAD_OFF = Retcode(
+    "104-001", "recording download switch is off", "RECORD_DOWNLOAD_FLAG is not ON"
+)
+NO_PLAYBACK_RIGHT = Retcode(
+    "104-002",
+    "no recording inspection or playback right",
+    "the file is neither the agent's own nor in an inspected VDN (also for an absent foreign file)",
+)
+BAD_FILE_NAME = Retcode(
+    "104-003",
+    "invalid file name",
+    "recordId/hwFileName missing or not a safe drive-letter path (traversal, devices, encodings)",
+)
+NO_DRIVE_MAPPING = Retcode(
+    "104-004", "no drive letter mapping configured", "the path's drive letter is not mapped"
+)
+FILE_MISSING = Retcode(
+    "104-005",
+    "file does not exist",
+    "no such file under the mapped root (or a symlink leaving the root)",
+)
+LOCATION_NOT_CONFIGURED = Retcode(
+    "104-010",
+    "locationId not configured in pool mode",
+    "no RECORD_DRIVE_MAP_<locationId> for the locationId given",
+)
 VIDEO_DOWNLOAD_OFF = Retcode(
     "108-001", "video file download switch is off", "VIDEO_DOWNLOAD_FLAG is not ON", ours=True
 )
@@ -121,6 +147,12 @@ ALL: tuple[Retcode, ...] = (
     NOT_SIGNED_IN,
     WRONG_AGENT_TYPE,
     INVALID_IP,
+    RECORD_DOWNLOAD_OFF,
+    NO_PLAYBACK_RIGHT,
+    BAD_FILE_NAME,
+    NO_DRIVE_MAPPING,
+    FILE_MISSING,
+    LOCATION_NOT_CONFIGURED,
     VIDEO_DOWNLOAD_OFF,
     VIDEO_EVENTS_OFF,
     BAD_CONFERENCE_ID,

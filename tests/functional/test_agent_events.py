@@ -188,3 +188,32 @@ async def test_guid_header_name_is_case_insensitive(gw: RunningGateway) -> None:
     assert body["retcode"] == "0" and body["event"] is not None
     _, body = await gw.client.call("GET", "agentevent/101", headers={"GUID": guid})
     assert body["retcode"] == "0"
+
+
+async def test_a_poll_held_by_a_replaced_session_takes_none_of_the_new_sessions_events(
+    make_gateway: GatewayFactory,
+) -> None:
+    running = await make_gateway(AGENT_POLL_WAIT_TIMES="100", AGENT_POLL_WAIT_INTERVAL="100")
+    await running.add_agent(101)
+    old, _ = await running.client.sign_in(101)
+    await drain(running, 101, old)
+    held = asyncio.create_task(running.client.poll(101, old))
+    await asyncio.sleep(0.2)
+    new, _ = await running.client.sign_in(101, force=True)
+    _, body = await asyncio.wait_for(held, 5)
+    assert body["event"] is None  # released empty-handed by the new sign-in
+    assert await drain(running, 101, new) == ["AgentOther_InService", "AgentState_Ready"]
+
+
+async def test_an_abandoned_poll_takes_no_event(make_gateway: GatewayFactory) -> None:
+    running = await make_gateway(AGENT_POLL_WAIT_TIMES="100", AGENT_POLL_WAIT_INTERVAL="100")
+    await running.add_agent(101)
+    guid, _ = await running.client.sign_in(101)
+    await drain(running, 101, guid)
+    abandoned = asyncio.create_task(running.client.poll(101, guid))
+    await asyncio.sleep(0.2)
+    abandoned.cancel()  # the client goes away while its poll is held
+    await asyncio.sleep(0.2)
+    await running.gateway.events.publish(Event("AgentEvent_Ringing", 101, None, 0))
+    _, body = await running.client.poll(101, guid)
+    assert body["event"]["eventType"] == "AgentEvent_Ringing"

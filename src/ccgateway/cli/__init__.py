@@ -11,6 +11,7 @@ import click
 from ccgateway import __version__
 from ccgateway.cli.agents import agents
 from ccgateway.cli.audit import audit
+from ccgateway.cli.db import db
 from ccgateway.cli.recordings import recordings
 from ccgateway.cli.serve import serve
 
@@ -25,6 +26,7 @@ cli.add_command(serve)
 cli.add_command(agents)
 cli.add_command(recordings)
 cli.add_command(audit)
+cli.add_command(db)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from ccgateway.gateway import open_gateway
 from ccgateway.stores.base import AuditRecord
 from ccgateway.web.admin import audit_json
 
-OUTCOMES = ("completed", "aborted", "refused", "source_failed")
+OUTCOMES = ("completed", "aborted", "refused", "source_failed", "offloaded")
 
 
 def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:

@@ -16,9 +16,10 @@ import click
 
 from ccgateway.catalog import Catalog, CatalogError, Registration
 from ccgateway.cli.options import config_option, settings_from
+from ccgateway.fileserver import AUDIO, VIDEO
 from ccgateway.gateway import open_gateway
 from ccgateway.sources.base import SourceError
-from ccgateway.stores.base import FileType
+from ccgateway.stores.base import FileRecordingRecord, FileType
 from ccgateway.web.admin import conference_json
 
 T = TypeVar("T")
@@ -126,6 +127,54 @@ def add(
     click.echo(
         f"registered {record_id} in {conference_id} as recording {recording.position} ({kinds})"
     )
+
+
+@recordings.command("add-file")
+@click.argument("record_id")
+@click.option(
+    "--path",
+    "file_name",
+    required=True,
+    help="Drive-letter path on the file server, e.g. Y:/1/0/20201202/503/1714442.mp4.",
+)
+@click.option("--call-id", required=True, help="The call's callId.")
+@click.option("--audio", is_flag=True, help="A voice recording (default: video).")
+@click.option("--location-id", default="65535", show_default=True)
+@click.option(
+    "--participants",
+    default="",
+    callback=_participants,
+    help="Further agents to notify (the path's agent always is).",
+)
+@config_option
+def add_file(
+    record_id: str,
+    file_name: str,
+    call_id: str,
+    audio: bool,
+    location_id: str,
+    participants: frozenset[int],
+    config_path: str | None,
+) -> None:
+    """Register a file-server recording so its agents get AgentMediaEvent_Record."""
+    settings = settings_from(config_path)
+
+    async def run() -> FileRecordingRecord:
+        async with open_gateway(settings) as gateway:
+            return await gateway.files.register(
+                record_id,
+                file_name,
+                call_id=call_id,
+                location_id=location_id,
+                media=AUDIO if audio else VIDEO,
+                participants=participants,
+            )
+
+    try:
+        recording = asyncio.run(run())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"registered {recording.record_id}: {recording.file_name}")
 
 
 @recordings.command("list")

@@ -12,7 +12,7 @@ import click
 from aiohttp import web
 
 from ccgateway import tls
-from ccgateway.app import create_app
+from ccgateway.app import RUNNER_OPTIONS, create_app, release_freed_memory
 from ccgateway.cli.options import config_option, settings_from, setup_logging
 from ccgateway.config import Settings
 from ccgateway.demo import DEMO_CONFERENCES, DemoAgent, seed_demo_agents, seed_demo_recordings
@@ -34,6 +34,7 @@ def serve(config_path: str | None, plain_http: bool, demo: bool) -> None:
     """Run the gateway (HTTPS on LISTEN_PORT, 8043 by default)."""
     settings = settings_from(config_path)
     setup_logging(settings.log_level)
+    release_freed_memory()
     context = None if plain_http else _tls_context(settings)
     try:
         asyncio.run(_serve(settings, context, demo))
@@ -61,7 +62,7 @@ async def _serve(settings: Settings, context: ssl.SSLContext | None, demo: bool)
         demo_agents = await seed_demo_agents(gateway.agents, settings.data_dir) if demo else []
         if demo:
             await seed_demo_recordings(gateway.catalog, settings.data_dir)
-        runner = web.AppRunner(create_app(gateway), access_log=None, shutdown_timeout=5)
+        runner = web.AppRunner(create_app(gateway), **RUNNER_OPTIONS)
         await runner.setup()
         site = web.TCPSite(
             runner,

@@ -204,3 +204,34 @@ class AuditStore(Protocol):
     ) -> list[AuditRecord]:
         """Newest first."""
         ...
+
+
+@dataclass(frozen=True)
+class FileRecordingRecord:
+    """A recording on the file server, named by its drive-letter path (``fileName``)."""
+
+    record_id: str
+    file_name: str
+    call_id: str
+    location_id: str
+    media: int  # fileMediaType: 1 audio, 2 video
+    agent_id: int | None
+    participants: frozenset[int]
+    created_ms: int
+    announced_ms: int | None = None
+
+
+class FileStore(Protocol):
+    """File-server recordings, and the digest cache of files not in the catalog."""
+
+    async def cached_digest(self, path: str, size: int, mtime_ns: int) -> str | None: ...
+
+    async def cache_digest(self, path: str, size: int, mtime_ns: int, sha256: str) -> None: ...
+
+    async def add_recording(self, recording: FileRecordingRecord) -> bool:
+        """False when the record id is taken."""
+        ...
+
+    async def find_by_call(self, call_id: str, media: int) -> list[FileRecordingRecord]: ...
+
+    async def claim_unannounced(self, now_ms: int) -> list[FileRecordingRecord]: ...

@@ -48,6 +48,7 @@ class MemoryEventBus:
         self._max_queued = max_queued
         self._queues: dict[int, deque[Event]] = {}
         self._signals: dict[int, asyncio.Condition] = {}
+        self._generations: dict[int, int] = {}
 
     def _signal(self, agent_id: int) -> asyncio.Condition:
         signal = self._signals.get(agent_id)
@@ -70,14 +71,26 @@ class MemoryEventBus:
             return queue.popleft()
         if timeout_s <= 0:
             return None
+        generation = self._generations.get(agent_id, 0)
         signal = self._signal(agent_id)
+
+        def ready() -> bool:
+            changed = self._generations.get(agent_id, 0) != generation
+            return changed or bool(self._queues.get(agent_id))
+
         async with signal:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    signal.wait_for(lambda: bool(self._queues.get(agent_id))), timeout_s
-                )
+                await asyncio.wait_for(signal.wait_for(ready), timeout_s)
+        if self._generations.get(agent_id, 0) != generation:
+            return None  # cleared while waiting (sign-out, new sign-in): not this poll's events
         queue = self._queues.get(agent_id)
         return queue.popleft() if queue else None
 
     async def clear(self, agent_id: int) -> None:
+        """Drop the queue, and release polls waiting on it with no event."""
         self._queues.pop(agent_id, None)
+        self._generations[agent_id] = self._generations.get(agent_id, 0) + 1
+        signal = self._signals.get(agent_id)
+        if signal is not None:
+            async with signal:
+                signal.notify_all()

@@ -1,10 +1,17 @@
-"""The SQL schema, one definition for SQLite and PostgreSQL, and opening an engine on it."""
+"""The SQL schema, one definition for SQLite and PostgreSQL, and opening an engine on it.
+
+A change here needs a new revision in ``migrations/versions``; a test fails when the migrated
+database and this metadata differ.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 metadata = sa.MetaData()
@@ -100,6 +107,30 @@ audit = sa.Table(
 )
 
 
+file_digests = sa.Table(
+    "file_digests",
+    metadata,
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mtime_ns", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+)
+
+file_recordings = sa.Table(
+    "file_recordings",
+    metadata,
+    sa.Column("record_id", sa.String(64), primary_key=True),
+    sa.Column("file_name", sa.Text, nullable=False),
+    sa.Column("call_id", sa.String(64), nullable=False, index=True),
+    sa.Column("location_id", sa.String(16), nullable=False),
+    sa.Column("media", sa.SmallInteger, nullable=False),
+    sa.Column("agent_id", sa.Integer, nullable=True),
+    sa.Column("participants", sa.Text, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("announced_ms", sa.BigInteger, nullable=True, index=True),
+)
+
+
 def async_url(url: str) -> str:
     """The configured URL with its asyncio driver (aiosqlite for sqlite, asyncpg for postgresql)."""
     if url.startswith("sqlite:///"):
@@ -109,8 +140,11 @@ def async_url(url: str) -> str:
     return url
 
 
-async def open_engine(url: str) -> AsyncEngine:
-    """Open the database, creating the schema when it is missing."""
+async def open_engine(url: str, *, search_path: str | None = None) -> AsyncEngine:
+    """Open the database and migrate it to the newest schema.
+
+    ``search_path`` (PostgreSQL only) puts the tables in that schema, e.g. one per test.
+    """
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(async_url(url), connect_args={"timeout": 30})
@@ -123,7 +157,25 @@ async def open_engine(url: str) -> AsyncEngine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
     else:
-        engine = create_async_engine(async_url(url), pool_size=10)
+        connect_args = {"server_settings": {"search_path": search_path}} if search_path else {}
+        engine = create_async_engine(
+            async_url(url), pool_size=10, pool_pre_ping=True, connect_args=connect_args
+        )
     async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
+        await connection.run_sync(migrate)
     return engine
+
+
+def migrate(connection: sa.Connection) -> str | None:
+    """Bring the schema to the newest revision (one tool, Alembic, for SQLite and PostgreSQL).
+
+    Nodes starting together on PostgreSQL take turns through an advisory lock. Returns the
+    revision the database is at afterwards.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(7243001)"))
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+    return MigrationContext.configure(connection).get_current_revision()

@@ -12,6 +12,7 @@ from ccgateway.stores.base import (
     AgentRecord,
     AuditRecord,
     ConferenceRecord,
+    FileRecordingRecord,
     FileType,
     MediaFileRecord,
     RecordingRecord,
@@ -21,6 +22,8 @@ from ccgateway.stores.schema import (
     agents,
     audit,
     conferences,
+    file_digests,
+    file_recordings,
     media_files,
     participants,
     recordings,
@@ -336,3 +339,79 @@ class SqlAuditStore:
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).all()
         return [AuditRecord(**row._asdict()) for row in rows]
+
+
+class SqlFileStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def cached_digest(self, path: str, size: int, mtime_ns: int) -> str | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(sa.select(file_digests).where(file_digests.c.path == path))
+            ).first()
+        if row is None or (row.size, row.mtime_ns) != (size, mtime_ns):
+            return None
+        return str(row.sha256)
+
+    async def cache_digest(self, path: str, size: int, mtime_ns: int, sha256: str) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(file_digests.delete().where(file_digests.c.path == path))
+            await connection.execute(
+                file_digests.insert().values(path=path, size=size, mtime_ns=mtime_ns, sha256=sha256)
+            )
+
+    async def add_recording(self, recording: FileRecordingRecord) -> bool:
+        values = dataclasses.asdict(recording)
+        values["participants"] = ",".join(str(p) for p in sorted(recording.participants))
+        try:
+            async with self._engine.begin() as connection:
+                await connection.execute(file_recordings.insert().values(**values))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    async def find_by_call(self, call_id: str, media: int) -> list[FileRecordingRecord]:
+        async with self._engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    sa.select(file_recordings)
+                    .where(file_recordings.c.call_id == call_id)
+                    .where(file_recordings.c.media == media)
+                    .order_by(file_recordings.c.created_ms)
+                )
+            ).all()
+        return [_file_recording(row) for row in rows]
+
+    async def claim_unannounced(self, now_ms: int) -> list[FileRecordingRecord]:
+        claimed = []
+        async with self._engine.begin() as connection:
+            rows = (
+                await connection.execute(
+                    sa.select(file_recordings).where(file_recordings.c.announced_ms.is_(None))
+                )
+            ).all()
+            for row in rows:
+                result = await connection.execute(
+                    file_recordings.update()
+                    .where(file_recordings.c.record_id == row.record_id)
+                    .where(file_recordings.c.announced_ms.is_(None))
+                    .values(announced_ms=now_ms)
+                )
+                if result.rowcount == 1:
+                    claimed.append(dataclasses.replace(_file_recording(row), announced_ms=now_ms))
+        return claimed
+
+
+def _file_recording(row: sa.Row[Any]) -> FileRecordingRecord:
+    return FileRecordingRecord(
+        record_id=row.record_id,
+        file_name=row.file_name,
+        call_id=row.call_id,
+        location_id=row.location_id,
+        media=row.media,
+        agent_id=row.agent_id,
+        participants=frozenset(int(p) for p in row.participants.split(",") if p),
+        created_ms=row.created_ms,
+        announced_ms=row.announced_ms,
+    )

@@ -57,6 +57,36 @@ async def register_recording(request: web.Request) -> web.StreamResponse:
     return ok(request, conference_json(conference))
 
 
+async def register_file_recording(request: web.Request) -> web.StreamResponse:
+    request[INTERFACE] = "adminRegisterFileRecording"
+    core = gateway(request)
+    body = await _body(request)
+    members = body.get("participants", [])
+    try:
+        recording = await core.files.register(
+            str(body.get("recordId", "")),
+            str(body.get("fileName", "")),
+            call_id=str(body.get("callId", "")),
+            location_id=str(body.get("locationId", "65535")),
+            media=int(body.get("fileMediaType", 2)),
+            participants=frozenset(int(m) for m in members),
+        )
+    except (TypeError, ValueError) as exc:
+        raise GatewayError(retcodes.ADMIN_BAD_REQUEST, str(exc), http_status=400) from None
+    await core.files.announce_pending(core.settings.video_events)
+    return ok(
+        request,
+        {
+            "recordId": recording.record_id,
+            "fileName": recording.file_name,
+            "callId": recording.call_id,
+            "locationId": recording.location_id,
+            "fileMediaType": recording.media,
+            "participants": sorted(recording.participants),
+        },
+    )
+
+
 async def list_conferences(request: web.Request) -> web.StreamResponse:
     request[INTERFACE] = "adminListConferences"
     conferences = await gateway(request).catalog.store.list_conferences()
@@ -110,6 +140,7 @@ async def query_audit(request: web.Request) -> web.StreamResponse:
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_post(PREFIX + "/recordings", register_recording)
     app.router.add_delete(PREFIX + "/recordings/{record_id}", remove_recording)
+    app.router.add_post(PREFIX + "/file-recordings", register_file_recording)
     app.router.add_get(PREFIX + "/conferences", list_conferences)
     app.router.add_get(PREFIX + "/conferences/{conference_id}", show_conference)
     app.router.add_delete(PREFIX + "/conferences/{conference_id}", remove_conference)

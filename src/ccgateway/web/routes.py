@@ -51,6 +51,19 @@ ROUTES: tuple[Route, ...] = (
         recordfile.video_file_download,
         "downloadVideoFile",
     ),
+    Route(
+        "GET",
+        "recordfile/{agentid}/videofiledownloadEx",
+        recordfile.video_file_download_ex,
+        "downloadVideoFileEx",
+    ),
+    Route("GET", "recordfile/{agentid}", recordfile.record_file, "downloadRecordFile"),
+    Route(
+        "GET",
+        "recordfile/{agentid}/recordfiledownloadEx",
+        recordfile.record_file_download_ex,
+        "recordfiledownloadEx",
+    ),
 )
 
 

@@ -1,0 +1,192 @@
+"""File-server recordings: drive-letter paths confined to their mounts, and who may fetch them.
+
+A request names a file by its drive-letter path (``Y:/1/0/20201202/503/1714442.mp4``). It is parsed
+strictly (``drivepaths``), authorized on the path alone, then resolved inside the drive's mapped
+root. Authorization comes before existence, so a foreign file and an absent foreign file get the
+same answer (104-002): the agent segment of the path must be the requester, or the requester an
+inspector of the path's VDN. A path with no agent segment (an IVR message) is for inspectors only.
+
+Pool mode: when any ``RECORD_DRIVE_MAP_<locationId>`` is configured, a request must carry a
+configured ``locationId`` (104-010 otherwise); without pool mode ``RECORD_DRIVE_MAP`` serves all.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ccgateway import retcodes
+from ccgateway.catalog import is_id
+from ccgateway.clock import Clock
+from ccgateway.config import Settings
+from ccgateway.drivepaths import (
+    BadName,
+    DrivePath,
+    DrivePathError,
+    NoMapping,
+    NoSuchFile,
+    parse_drive_path,
+    resolve,
+)
+from ccgateway.errors import GatewayError
+from ccgateway.sources import digest
+from ccgateway.sources.local import LocalSource
+from ccgateway.stores.base import (
+    AgentRecord,
+    Event,
+    EventBus,
+    FileRecordingRecord,
+    FileStore,
+    Role,
+)
+
+AUDIO, VIDEO = 1, 2
+
+
+@dataclass(frozen=True)
+class LocatedFile:
+    drive_path: DrivePath
+    path: Path
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+class FileServer:
+    def __init__(
+        self,
+        settings: Settings,
+        store: FileStore,
+        events: EventBus,
+        clock: Clock,
+        is_signed_in: Callable[[int], Awaitable[bool]],
+    ) -> None:
+        self._maps = settings.drive_maps
+        self.store = store
+        self._events = events
+        self._clock = clock
+        self._is_signed_in = is_signed_in
+
+    def roots(self, location_id: str | None) -> Mapping[str, Path]:
+        pool = {k: v for k, v in self._maps.items() if k}
+        if pool:
+            location = (location_id or "").strip()
+            if not location.isdigit() or str(int(location)) not in pool:
+                raise GatewayError(retcodes.LOCATION_NOT_CONFIGURED)
+            return pool[str(int(location))]
+        if "" not in self._maps:
+            raise GatewayError(retcodes.NO_DRIVE_MAPPING)
+        return self._maps[""]
+
+    def locate(
+        self, agent: AgentRecord, raw: str | None, location_id: str | None, *, video: bool
+    ) -> LocatedFile:
+        """The file ``raw`` names, if this agent may have it; 104-xxx otherwise."""
+        if not raw:
+            raise GatewayError(retcodes.BAD_FILE_NAME)
+        try:
+            drive_path = parse_drive_path(raw)
+        except DrivePathError:
+            raise GatewayError(retcodes.BAD_FILE_NAME) from None
+        roots = self.roots(location_id)
+        if not may_fetch(agent, drive_path, video=video):
+            raise GatewayError(retcodes.NO_PLAYBACK_RIGHT)
+        try:
+            return LocatedFile(drive_path, resolve(drive_path, roots))
+        except NoMapping:
+            raise GatewayError(retcodes.NO_DRIVE_MAPPING) from None
+        except NoSuchFile:
+            raise GatewayError(retcodes.FILE_MISSING) from None
+        except BadName:
+            raise GatewayError(retcodes.BAD_FILE_NAME) from None
+
+    async def digest(self, path: Path) -> FileDigest:
+        """Size, mtime and SHA-256, computed once per (path, size, mtime) and cached."""
+        source = LocalSource(path)
+        stat = await source.stat()
+        cached = await self.store.cached_digest(str(path), stat.size, stat.mtime_ns)
+        if cached is not None:
+            return FileDigest(stat.size, stat.mtime_ns, cached)
+        size, mtime_ns, sha256 = await digest(source)
+        await self.store.cache_digest(str(path), size, mtime_ns, sha256)
+        return FileDigest(size, mtime_ns, sha256)
+
+    async def register(
+        self,
+        record_id: str,
+        file_name: str,
+        *,
+        call_id: str,
+        location_id: str = "65535",
+        media: int = VIDEO,
+        participants: frozenset[int] = frozenset(),
+    ) -> FileRecordingRecord:
+        """Register a file-server recording so its participants get ``AgentMediaEvent_Record``."""
+        if not is_id(record_id) or not is_id(call_id):
+            raise ValueError("record id and call id: 1-64 letters, digits, '.', '_', ':' or '-'")
+        try:
+            drive_path = parse_drive_path(file_name)
+        except DrivePathError as exc:
+            raise ValueError(f"not a safe drive-letter path: {exc}") from None
+        if media not in (AUDIO, VIDEO):
+            raise ValueError("media is 1 (audio) or 2 (video)")
+        owner = drive_path.agent_id
+        members = participants | ({owner} if owner is not None else set())
+        if not members:
+            raise ValueError("the path names no agent: give the participants")
+        recording = FileRecordingRecord(
+            record_id=record_id,
+            file_name=str(drive_path),
+            call_id=call_id,
+            location_id=location_id,
+            media=media,
+            agent_id=owner,
+            participants=frozenset(members),
+            created_ms=self._clock.now_ms(),
+        )
+        if not await self.store.add_recording(recording):
+            raise ValueError(f"recording {record_id} already exists")
+        return recording
+
+    async def announce_pending(self, video_events: bool) -> int:
+        sent = 0
+        for recording in await self.store.claim_unannounced(self._clock.now_ms()):
+            if recording.media == VIDEO and not video_events:
+                continue
+            for agent_id in sorted(recording.participants):
+                if await self._is_signed_in(agent_id):
+                    content = file_record_event_content(recording)
+                    await self._events.publish(
+                        Event("AgentMediaEvent_Record", agent_id, content, self._clock.now_ms())
+                    )
+                    sent += 1
+        return sent
+
+
+def may_fetch(agent: AgentRecord, path: DrivePath, *, video: bool) -> bool:
+    if video and not agent.may_download_video:
+        return False
+    if path.agent_id is not None and path.agent_id == agent.work_no:
+        return True
+    return agent.role is Role.INSPECTOR and path.vdn is not None and path.vdn == agent.vdn
+
+
+def file_record_event_content(recording: FileRecordingRecord) -> dict[str, Any]:
+    """As the CC-Gateway's third-party video and audio examples show them (typing included)."""
+    return {
+        "taskId": zlib.crc32(recording.record_id.encode()) & 0x7FFFFFFF,
+        "caller": "",
+        "called": "",
+        "locationId": recording.location_id,
+        "recordID": recording.record_id,
+        "fileName": recording.file_name,
+        "callId": recording.call_id,
+        "fileMediaType": VIDEO if recording.media == VIDEO else str(AUDIO),
+    }

@@ -1,0 +1,373 @@
+"""Redis-backed SessionStore and EventBus: the shared state of a scale-out deployment.
+
+Every gateway node (one per process) talks to the same Redis; the nodes then agree on who is
+signed in and share one event queue per agent. Needs Redis >= 6.2 (``BLMOVE``), a single primary
+(or Sentinel): the scripts touch two keys that Redis Cluster would place in different slots.
+
+Key layout, under a prefix (default ``ccgw:``):
+
+``<prefix>session:<agent_id>``
+    hash, one field per ``SessionRecord`` field (``retired`` and ``attributes`` as JSON); expires
+    ``ttl_s`` (24 h) after its last create or swap, so an abandoned session does not live forever.
+``<prefix>last_seen``
+    sorted set, agent id -> ``last_seen_ms``; kept in step with the hashes by the same Lua scripts
+    (create, swap, delete), read by ``idle_since``. Members left by an expired hash are pruned.
+``<prefix>events:<agent_id>``
+    list, the agent's queued events as JSON, oldest first, at most ``max_queued`` long.
+``<prefix>inflight:<agent_id>``
+    list, events a blocking ``BLMOVE`` took out of ``events`` but that no poll has claimed yet
+    (normally empty but for an instant); always older than anything still in ``events``.
+
+Correctness never depends on the TTLs: they only bound what a crashed or forgotten agent leaves.
+
+Long polls and connections: a waiting ``RedisEventBus.next`` holds one pooled connection for as
+long as it blocks (``BLMOVE``). Size the client's pool for the number of agents that may long-poll
+one node at once plus some headroom for the other commands (redis-py's default is 100, and a plain
+``ConnectionPool`` raises ``MaxConnectionsError`` past it), and Redis's ``maxclients`` (default
+10000) for all the nodes together. The client must have no ``socket_timeout`` shorter than the
+longest poll (``open_redis`` sets none), or a long poll fails with redis' ``TimeoutError``.
+
+Cancellation: redis-py disconnects a connection whose reply was abandoned by a cancelled command,
+so a cancelled poll neither leaks nor poisons a connection. An event is never lost to one either:
+the blocking wait moves an event into the ``inflight`` list rather than popping it, so an event
+whose ``BLMOVE`` reply went to a cancelled poll stays there, and every poll claims ``inflight``
+before ``events``. The claim itself (one short script) is shielded; if the poll is cancelled while
+it runs, what it took is pushed back to the head of ``inflight``. Each event is claimed by exactly
+one poll, on any node.
+
+Errors: redis-py's exceptions (``redis.exceptions.ConnectionError``, ``TimeoutError``, ...)
+propagate as they are; nothing here translates or swallows them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any, cast
+
+import redis.asyncio
+
+from ccgateway.stores.base import Event, SessionRecord
+
+log = logging.getLogger("ccgateway.stores.redis")
+
+DEFAULT_PREFIX = "ccgw:"
+DEFAULT_TTL_S = 24 * 60 * 60
+DEFAULT_MAX_CONNECTIONS = 1024
+
+# KEYS: session, last_seen. ARGV: ttl_ms, last_seen_ms, agent_id, field, value, ...
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+
+# KEYS: session, last_seen. ARGV: expected version, ttl_ms, last_seen_ms, agent_id, field, ...
+_SWAP = """
+local version = redis.call('HGET', KEYS[1], 'version')
+if not version or version ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1
+"""
+
+# KEYS: session, last_seen. ARGV: agent_id, version ('' for any).
+_DELETE = """
+local version = redis.call('HGET', KEYS[1], 'version')
+if not version then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+if ARGV[2] ~= '' and version ~= ARGV[2] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: session, last_seen. ARGV: agent_id. Drops a last_seen member whose hash has expired.
+_PRUNE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return 0
+"""
+
+# KEYS: events, inflight. ARGV: event JSON, max_queued, ttl_ms.
+_PUBLISH = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+# KEYS: inflight, events. ARGV: ttl_ms. The oldest event: inflight's head, else events' head.
+_CLAIM = """
+local event = redis.call('LPOP', KEYS[1])
+if event then
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  end
+  return event
+end
+return redis.call('LPOP', KEYS[2])
+"""
+
+
+async def open_redis(
+    url: str, *, max_connections: int = DEFAULT_MAX_CONNECTIONS
+) -> redis.asyncio.Redis:
+    """A client for ``url`` (``redis://``, ``rediss://`` or ``unix://``), checked with a PING.
+
+    ``max_connections`` bounds the pool: one connection per concurrent long poll, plus headroom
+    (see the module docstring). Responses are left undecoded (bytes). Close it with ``aclose()``.
+    """
+    client = redis.asyncio.Redis.from_url(
+        url,
+        max_connections=max_connections,
+        socket_timeout=None,
+        socket_connect_timeout=10,
+    )
+    try:
+        await client.ping()
+    except BaseException:
+        await client.aclose()
+        raise
+    return client
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _session_fields(session: SessionRecord, version: int) -> list[str | int]:
+    fields: dict[str, str | int] = {
+        "agent_id": session.agent_id,
+        "guid": session.guid,
+        "guid_issued_ms": session.guid_issued_ms,
+        "signed_in_ms": session.signed_in_ms,
+        "last_seen_ms": session.last_seen_ms,
+        "node": session.node,
+        "retired": _dumps([[guid, until] for guid, until in session.retired]),
+        "version": version,
+        "attributes": _dumps(dict(session.attributes)),
+    }
+    return [item for pair in fields.items() for item in pair]
+
+
+def _session_from(raw: Mapping[bytes | str, bytes | str]) -> SessionRecord:
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    retired = json.loads(fields["retired"])
+    return SessionRecord(
+        agent_id=int(fields["agent_id"]),
+        guid=fields["guid"],
+        guid_issued_ms=int(fields["guid_issued_ms"]),
+        signed_in_ms=int(fields["signed_in_ms"]),
+        last_seen_ms=int(fields["last_seen_ms"]),
+        node=fields["node"],
+        retired=tuple((str(guid), int(until)) for guid, until in retired),
+        version=int(fields["version"]),
+        attributes=json.loads(fields["attributes"]),
+    )
+
+
+def _event_json(event: Event) -> str:
+    return _dumps(
+        {
+            "event_type": event.event_type,
+            "work_no": event.work_no,
+            "content": None if event.content is None else dict(event.content),
+            "gen_time_ms": event.gen_time_ms,
+        }
+    )
+
+
+def _event_from(raw: bytes | str) -> Event:
+    data = json.loads(raw)
+    return Event(
+        event_type=data["event_type"],
+        work_no=int(data["work_no"]),
+        content=data["content"],
+        gen_time_ms=int(data["gen_time_ms"]),
+    )
+
+
+class RedisSessionStore:
+    """Sessions shared by every node on one Redis; create, swap and delete are atomic scripts.
+
+    ``attributes`` and ``retired`` travel as JSON: values must be JSON-serialisable, and they come
+    back as JSON gives them (tuples as lists, mappings as dicts).
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        ttl_s: float = DEFAULT_TTL_S,
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._ttl_ms = max(1, int(ttl_s * 1000))
+        self._last_seen = f"{prefix}last_seen"
+        self._create = client.register_script(_CREATE)
+        self._swap = client.register_script(_SWAP)
+        self._delete = client.register_script(_DELETE)
+        self._prune = client.register_script(_PRUNE)
+
+    def _key(self, agent_id: int) -> str:
+        return f"{self._prefix}session:{agent_id}"
+
+    async def get(self, agent_id: int) -> SessionRecord | None:
+        raw = await self._redis.hgetall(self._key(agent_id))
+        return _session_from(raw) if raw else None
+
+    async def create(self, session: SessionRecord) -> bool:
+        created = await self._create(
+            keys=[self._key(session.agent_id), self._last_seen],
+            args=[
+                self._ttl_ms,
+                session.last_seen_ms,
+                session.agent_id,
+                *_session_fields(session, version=1),
+            ],
+        )
+        return int(created) == 1
+
+    async def swap(self, old: SessionRecord, new: SessionRecord) -> bool:
+        swapped = await self._swap(
+            keys=[self._key(old.agent_id), self._last_seen],
+            args=[
+                old.version,
+                self._ttl_ms,
+                new.last_seen_ms,
+                old.agent_id,
+                *_session_fields(new, version=old.version + 1),
+            ],
+        )
+        return int(swapped) == 1
+
+    async def delete(self, agent_id: int, version: int | None = None) -> bool:
+        deleted = await self._delete(
+            keys=[self._key(agent_id), self._last_seen],
+            args=[agent_id, "" if version is None else version],
+        )
+        return int(deleted) == 1
+
+    async def idle_since(self, before_ms: int) -> list[int]:
+        members = await self._redis.zrangebyscore(self._last_seen, "-inf", f"({before_ms}")
+        agent_ids = [int(_text(cast("bytes | str", member))) for member in members]
+        if not agent_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for agent_id in agent_ids:
+                pipe.exists(self._key(agent_id))
+            present = await pipe.execute()
+        idle = []
+        for agent_id, exists in zip(agent_ids, present, strict=True):
+            if exists:
+                idle.append(agent_id)
+            else:  # the hash expired (TTL): drop its member, unless it was recreated meanwhile
+                await self._prune(keys=[self._key(agent_id), self._last_seen], args=[agent_id])
+        return idle
+
+
+class RedisEventBus:
+    """Per-agent FIFO queues in Redis lists; each event reaches exactly one poll on any node.
+
+    A waiting ``next`` blocks in ``BLMOVE`` (no busy waiting), holding one pooled connection.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        max_queued: int = 1000,
+        ttl_s: float = DEFAULT_TTL_S,
+    ) -> None:
+        if max_queued < 1:
+            raise ValueError("max_queued must be at least 1")
+        self._redis = client
+        self._prefix = prefix
+        self._max_queued = max_queued
+        self._ttl_ms = max(1, int(ttl_s * 1000))
+        self._publish = client.register_script(_PUBLISH)
+        self._claim_script = client.register_script(_CLAIM)
+        self._giving_back: set[asyncio.Task[None]] = set()
+
+    def _keys(self, agent_id: int) -> tuple[str, str]:
+        return f"{self._prefix}events:{agent_id}", f"{self._prefix}inflight:{agent_id}"
+
+    async def publish(self, event: Event) -> None:
+        await self._publish(
+            keys=list(self._keys(event.work_no)),
+            args=[_event_json(event), self._max_queued, self._ttl_ms],
+        )
+
+    async def next(self, agent_id: int, timeout_s: float) -> Event | None:
+        events, inflight = self._keys(agent_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            raw = await self._claim(events, inflight)
+            if raw is not None:
+                return _event_from(raw)
+            # Whole milliseconds, rounded up: Redis reads a timeout under 1 ms as 0, "forever".
+            remaining_ms = math.ceil((deadline - loop.time()) * 1000)
+            if remaining_ms <= 0:
+                return None
+            # Moved, not popped: should this poll be cancelled before the reply reaches it, the
+            # event waits in ``inflight`` for the next claim. Another poll may claim it first;
+            # then this one goes on waiting.
+            await self._redis.blmove(
+                events, inflight, cast("int", remaining_ms / 1000), "LEFT", "RIGHT"
+            )
+
+    async def _claim(self, events: str, inflight: str) -> bytes | str | None:
+        claim = asyncio.ensure_future(
+            self._claim_script(keys=[inflight, events], args=[self._ttl_ms])
+        )
+        try:
+            return cast("bytes | str | None", await asyncio.shield(claim))
+        except asyncio.CancelledError:
+            giving_back = asyncio.ensure_future(self._give_back(claim, inflight))
+            self._giving_back.add(giving_back)
+            giving_back.add_done_callback(self._given_back)
+            # Wait for it (its failure is logged by ``_given_back``); if cancelled again
+            # meanwhile, it goes on in the background.
+            await asyncio.wait([giving_back])
+            raise
+
+    async def _give_back(self, claim: asyncio.Future[Any], inflight: str) -> None:
+        """Wait for a claim whose poll was cancelled; return what it took to ``inflight``'s head."""
+        try:
+            raw = await claim
+        except Exception:
+            return  # the claim failed: it took nothing
+        if raw is not None:
+            await self._redis.lpush(inflight, raw)
+
+    def _given_back(self, task: asyncio.Task[None]) -> None:
+        self._giving_back.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("an event claimed by a cancelled poll may be lost", exc_info=error)
+
+    async def clear(self, agent_id: int) -> None:
+        await self._redis.delete(*self._keys(agent_id))

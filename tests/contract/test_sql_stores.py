@@ -1,0 +1,193 @@
+"""The SQL stores behave the same on SQLite and PostgreSQL (one code, two engines)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ccgateway.stores.base import (
+    AgentRecord,
+    AuditRecord,
+    ConferenceRecord,
+    FileRecordingRecord,
+    FileType,
+    MediaFileRecord,
+    RecordingRecord,
+    Role,
+)
+from ccgateway.stores.schema import metadata, open_engine
+from ccgateway.stores.sql import SqlAgentStore, SqlAuditStore, SqlCatalogStore, SqlFileStore
+
+POSTGRES_URL = os.environ.get("CCGW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    if request.param == "sqlite":
+        sqlite = await open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        yield sqlite
+        await sqlite.dispose()
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await _postgres_admin()
+    async with admin.begin() as connection:
+        await connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        postgres = await open_engine(POSTGRES_URL, search_path=schema)
+        yield postgres
+        await postgres.dispose()
+    finally:
+        async with admin.begin() as connection:
+            await connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+async def _postgres_admin() -> AsyncEngine:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from ccgateway.stores.schema import async_url
+
+    admin = create_async_engine(async_url(POSTGRES_URL))
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        await admin.dispose()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required under CI: {exc}")
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    return admin
+
+
+async def test_migrated_schema_matches_the_metadata(engine: AsyncEngine) -> None:
+    def differences(connection: sa.Connection) -> list[object]:
+        context = MigrationContext.configure(connection)
+        return list(compare_metadata(context, metadata))
+
+    async with engine.connect() as connection:
+        assert await connection.run_sync(differences) == []
+
+
+async def test_migrating_twice_is_harmless(engine: AsyncEngine) -> None:
+    from ccgateway.stores.schema import migrate
+
+    async with engine.begin() as connection:
+        assert await connection.run_sync(migrate) == "0001"
+
+
+async def test_agents(engine: AsyncEngine) -> None:
+    store = SqlAgentStore(engine)
+    agent = AgentRecord(101, "Alice", 2, Role.INSPECTOR, False, "$argon2id$x")
+    assert await store.add(agent)
+    assert not await store.add(agent)
+    assert await store.get(101) == agent
+    assert await store.set_password_hash(101, "h2")
+    assert (await store.get(101) or agent).password_hash == "h2"
+    assert [a.work_no for a in await store.list()] == [101]
+    assert await store.remove(101) and not await store.remove(101)
+
+
+def media(record_id: str, file_type: FileType) -> MediaFileRecord:
+    return MediaFileRecord(
+        record_id,
+        file_type,
+        f"/m/{record_id}",
+        5 * 2**30,
+        "video/mp4",
+        1_700_000_000_123_456_789,
+        "ab" * 32,
+    )
+
+
+async def test_catalog(engine: AsyncEngine) -> None:
+    store = SqlCatalogStore(engine)
+    conference = ConferenceRecord("c1", 3, "1-2", 10, 20, frozenset({101, 102}), "255", "a", "b")
+    first = await store.add_recording(
+        conference,
+        RecordingRecord("r1", "c1", 0, 100, (media("r1", FileType.HD), media("r1", FileType.AUX))),
+    )
+    second = await store.add_recording(
+        ConferenceRecord("c1", 9, "other", None, None, frozenset({103})),
+        RecordingRecord("r2", "c1", 0, 200, (media("r2", FileType.SD),)),
+    )
+    assert (first.position, second.position) == (0, 1)
+    with pytest.raises(ValueError, match="already exists"):
+        await store.add_recording(conference, RecordingRecord("r1", "c1", 0, 1))
+    found = await store.get_conference("c1")
+    assert found is not None
+    assert (found.vdn, found.call_id, found.participants) == (3, "1-2", frozenset({101, 102, 103}))
+    assert [r.record_id for r in found.recordings] == ["r1", "r2"]
+    assert found.recordings[0].files == (media("r1", FileType.HD), media("r1", FileType.AUX))
+    claimed = await store.claim_unannounced(500)
+    assert [r.record_id for r in claimed] == ["r1", "r2"]
+    assert await store.claim_unannounced(600) == []
+    assert await store.remove_recording("r1")
+    assert [c.conference_id for c in await store.list_conferences()] == ["c1"]
+    assert await store.remove_conference("c1") and await store.get_conference("c1") is None
+
+
+async def test_claims_are_exclusive_under_concurrency(engine: AsyncEngine) -> None:
+    store = SqlCatalogStore(engine)
+    for i in range(5):
+        await store.add_recording(
+            ConferenceRecord("c1", 1, "", None, None, frozenset({101})),
+            RecordingRecord(f"r{i}", "c1", 0, i),
+        )
+    results = await asyncio.gather(
+        *(SqlCatalogStore(engine).claim_unannounced(9) for _ in range(4)), return_exceptions=True
+    )
+    claimed = [r.record_id for result in results if isinstance(result, list) for r in result]
+    assert sorted(claimed) == [f"r{i}" for i in range(5)]
+
+
+async def test_audit_filters(engine: AsyncEngine) -> None:
+    store = SqlAuditStore(engine)
+    for i, (agent, outcome) in enumerate([(101, "completed"), (102, "aborted"), (101, "refused")]):
+        await store.append(
+            AuditRecord(
+                1000 + i,
+                "n0",
+                "downloadVideoFile",
+                agent,
+                "c1",
+                "r1",
+                0,
+                "",
+                200,
+                5 * 2**30,
+                outcome,
+                "0",
+                "127.0.0.1",
+                7,
+            )
+        )
+    assert [r.time_ms for r in await store.query()] == [1002, 1001, 1000]
+    assert [r.outcome for r in await store.query(agent_id=101)] == ["refused", "completed"]
+    assert [r.agent_id for r in await store.query(outcome="aborted")] == [102]
+    assert len(await store.query(since_ms=1001)) == 2
+    assert (await store.query(limit=1))[0].bytes_sent == 5 * 2**30
+
+
+async def test_file_store(engine: AsyncEngine) -> None:
+    store = SqlFileStore(engine)
+    assert await store.cached_digest("/a", 1, 2) is None
+    await store.cache_digest("/a", 1, 2, "ff")
+    await store.cache_digest("/a", 1, 3, "ee")
+    assert await store.cached_digest("/a", 1, 3) == "ee"
+    assert await store.cached_digest("/a", 1, 2) is None
+    recording = FileRecordingRecord(
+        "r1", "Y:/1/0/20201202/101/1.mp4", "1-2", "65535", 2, 101, frozenset({101, 102}), 5
+    )
+    assert await store.add_recording(recording) and not await store.add_recording(recording)
+    assert await store.find_by_call("1-2", 2) == [recording]
+    assert await store.find_by_call("1-2", 1) == []
+    assert [r.record_id for r in await store.claim_unannounced(9)] == ["r1"]
