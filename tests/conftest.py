@@ -98,7 +98,7 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
     """Start gateways (on 127.0.0.1, real HTTP) with settings overrides and a manual clock."""
     async with AsyncExitStack() as stack:
 
-        async def make(**overrides: str) -> RunningGateway:
+        async def make(clock: ManualClock | None = None, **overrides: str) -> RunningGateway:
             values = {
                 "DATA_DIR": str(tmp_path / "data"),
                 "AGENT_POLL_WAIT_TIMES": "2",
@@ -106,7 +106,7 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
                 **overrides,
             }
             settings = load_settings(environ={}, **values)
-            clock = ManualClock()
+            clock = clock or ManualClock()
             gateway = await stack.enter_async_context(open_gateway(settings, clock))
             server = TestServer(create_app(gateway), host="127.0.0.1", **RUNNER_OPTIONS)
             await server.start_server()
