@@ -77,11 +77,15 @@ async def test_migrated_schema_matches_the_metadata(engine: AsyncEngine) -> None
         assert await connection.run_sync(differences) == []
 
 
-async def test_migrating_twice_is_harmless(engine: AsyncEngine) -> None:
-    from ccgateway.stores.schema import migrate
+async def test_migrating_twice_is_harmless_and_head_is_known(engine: AsyncEngine) -> None:
+    from alembic.script import ScriptDirectory
+
+    from ccgateway.stores.schema import HEAD_REVISION, migrate
 
     async with engine.begin() as connection:
-        assert await connection.run_sync(migrate) == "0001"
+        assert await connection.run_sync(migrate) == HEAD_REVISION
+    migrations = Path(__file__).parents[2] / "src" / "ccgateway" / "stores" / "migrations"
+    assert ScriptDirectory(str(migrations)).get_current_head() == HEAD_REVISION
 
 
 async def test_agents(engine: AsyncEngine) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from ccgateway import tls
 from ccgateway.app import RUNNER_OPTIONS, create_app, release_freed_memory
 from ccgateway.cli.options import config_option, settings_from, setup_logging
 from ccgateway.config import Settings
@@ -45,6 +44,8 @@ def serve(config_path: str | None, plain_http: bool, demo: bool) -> None:
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext:
+    from ccgateway import tls  # cryptography only when serving HTTPS
+
     if settings.tls_cert:
         cert, key = Path(settings.tls_cert), Path(settings.tls_key)
     else:
@@ -95,6 +96,8 @@ async def _serve(settings: Settings, context: ssl.SSLContext | None, demo: bool)
 
 
 def _print_demo(agents: list[DemoAgent], settings: Settings, scheme: str) -> None:
+    from ccgateway import tls
+
     base = f"{scheme}://localhost:{settings.listen_port}/agentgateway/resource"
     cacert = ""
     if scheme == "https" and not settings.tls_cert:
