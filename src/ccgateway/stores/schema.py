@@ -172,7 +172,7 @@ def migrate_if_needed(connection: sa.Connection) -> str | None:
     if sa.inspect(connection).has_table("alembic_version"):
         current = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     if current == HEAD_REVISION:
-        return current
+        return HEAD_REVISION
     return migrate(connection)
 
 
