@@ -183,33 +183,18 @@ class SqlCatalogStore:
         return result.rowcount == 1
 
     async def claim_unannounced(self, now_ms: int) -> list[RecordingRecord]:
-        claimed = []
         async with self._engine.begin() as connection:
-            rows = (
-                await connection.execute(
-                    sa.select(recordings)
-                    .where(recordings.c.announced_ms.is_(None))
-                    .order_by(recordings.c.created_ms, recordings.c.position)
-                )
-            ).all()
-            for row in rows:
-                result = await connection.execute(
-                    recordings.update()
-                    .where(recordings.c.record_id == row.record_id)
-                    .where(recordings.c.announced_ms.is_(None))
-                    .values(announced_ms=now_ms)
-                )
-                if result.rowcount == 1:
-                    claimed.append(
-                        RecordingRecord(
-                            record_id=row.record_id,
-                            conference_id=row.conference_id,
-                            position=row.position,
-                            created_ms=row.created_ms,
-                            announced_ms=now_ms,
-                        )
-                    )
-        return claimed
+            rows = await _claim(connection, recordings, now_ms)
+        return [
+            RecordingRecord(
+                record_id=row.record_id,
+                conference_id=row.conference_id,
+                position=row.position,
+                created_ms=row.created_ms,
+                announced_ms=now_ms,
+            )
+            for row in rows
+        ]
 
     @staticmethod
     async def _upsert_conference(connection: AsyncConnection, conference: ConferenceRecord) -> None:
@@ -384,23 +369,31 @@ class SqlFileStore:
         return [_file_recording(row) for row in rows]
 
     async def claim_unannounced(self, now_ms: int) -> list[FileRecordingRecord]:
-        claimed = []
         async with self._engine.begin() as connection:
-            rows = (
-                await connection.execute(
-                    sa.select(file_recordings).where(file_recordings.c.announced_ms.is_(None))
-                )
-            ).all()
-            for row in rows:
-                result = await connection.execute(
-                    file_recordings.update()
-                    .where(file_recordings.c.record_id == row.record_id)
-                    .where(file_recordings.c.announced_ms.is_(None))
-                    .values(announced_ms=now_ms)
-                )
-                if result.rowcount == 1:
-                    claimed.append(dataclasses.replace(_file_recording(row), announced_ms=now_ms))
-        return claimed
+            rows = await _claim(connection, file_recordings, now_ms)
+        return [dataclasses.replace(_file_recording(row), announced_ms=now_ms) for row in rows]
+
+
+async def _claim(connection: AsyncConnection, table: sa.Table, now_ms: int) -> list[sa.Row[Any]]:
+    """Rows not yet announced, each marked announced by this call only if no other call won it."""
+    rows = (
+        await connection.execute(
+            sa.select(table)
+            .where(table.c.announced_ms.is_(None))
+            .order_by(table.c.created_ms, table.c.record_id)
+        )
+    ).all()
+    claimed = []
+    for row in rows:
+        result = await connection.execute(
+            table.update()
+            .where(table.c.record_id == row.record_id)
+            .where(table.c.announced_ms.is_(None))
+            .values(announced_ms=now_ms)
+        )
+        if result.rowcount == 1:
+            claimed.append(row)
+    return claimed
 
 
 def _file_recording(row: sa.Row[Any]) -> FileRecordingRecord:
