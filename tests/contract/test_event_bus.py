@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -147,6 +148,81 @@ async def test_each_event_reaches_exactly_one_of_many_waiters(
     assert await drain(buses[0]) == []
 
 
+# -- clearing -----------------------------------------------------------------------------------
+
+
+async def test_a_poll_begun_before_clear_leaves_later_events_to_the_next(
+    backend: Node, kind: str
+) -> None:
+    """The old session's held poll (sign-out, forced sign-in) takes none of the new one's events."""
+    _, bus = backend
+    await bus.publish(event("old"))
+    assert await drain(bus) == ["old"]
+    old_poll = asyncio.create_task(bus.next(101, 1))
+    await asyncio.sleep(0.1)
+    assert not old_poll.done()
+    await bus.clear(101)
+    if kind == "memory":  # released at once
+        assert await asyncio.wait_for(asyncio.shield(old_poll), 0.5) is None
+    for name in ("AgentOther_InService", "b", "c"):
+        await bus.publish(event(name))
+    assert await asyncio.wait_for(old_poll, 3) is None
+    assert await drain(bus) == ["AgentOther_InService", "b", "c"]
+
+
+async def test_a_poll_begun_before_clear_returns_none_without_a_publish(
+    backend: Node, kind: str
+) -> None:
+    """Memory releases it at once; Redis by the poll's timeout at the latest."""
+    _, bus = backend
+    loop = asyncio.get_running_loop()
+    old_poll = asyncio.create_task(bus.next(101, 1))
+    await asyncio.sleep(0.1)
+    cleared = loop.time()
+    await bus.clear(101)
+    assert await asyncio.wait_for(old_poll, 3) is None
+    assert loop.time() - cleared < (0.5 if kind == "memory" else 1.5)
+    await bus.publish(event("after"))
+    assert await drain(bus) == ["after"]
+
+
+async def test_the_new_sessions_waiting_poll_gets_the_first_event_promptly(
+    backend: Node, peer: PeerFactory
+) -> None:
+    """Both polls wait as the event comes (the old one first): the new one gets it at once."""
+    _, bus = backend
+    _, other = await peer()
+    loop = asyncio.get_running_loop()
+    old_poll = asyncio.create_task(bus.next(101, 5))
+    await asyncio.sleep(0.1)
+    await other.clear(101)
+    new_poll = asyncio.create_task(bus.next(101, 5))
+    await asyncio.sleep(0.1)
+    assert not new_poll.done()
+    published = loop.time()
+    await other.publish(event("AgentOther_InService"))
+    got = await asyncio.wait_for(new_poll, 2)
+    assert got is not None and got.event_type == "AgentOther_InService"
+    assert loop.time() - published < 0.5
+    assert await asyncio.wait_for(old_poll, 6) is None
+    assert await drain(bus) == []
+
+
+async def test_clear_between_polls_drops_nothing_published_after(backend: Node) -> None:
+    _, bus = backend
+    await bus.publish(event("a"))
+    await bus.clear(101)
+    await bus.clear(101)
+    await bus.publish(event("b"))
+    got = await bus.next(101, 1)
+    assert got is not None and got.event_type == "b"
+    waiter = asyncio.create_task(bus.next(101, 2))
+    await asyncio.sleep(0.05)
+    await bus.publish(event("c"))
+    got = await asyncio.wait_for(waiter, 2)
+    assert got is not None and got.event_type == "c"
+
+
 # -- cancellation -------------------------------------------------------------------------------
 
 
@@ -215,6 +291,23 @@ async def test_two_nodes_share_queues(backend: Node, peer: PeerFactory) -> None:
     await a.publish(event("3"))
     await b.clear(101)
     assert await a.next(101, 0) is None
+
+
+@pytest.mark.usefixtures("two_nodes")
+async def test_a_clear_on_one_node_releases_a_poll_held_on_another(
+    backend: Node, peer: PeerFactory
+) -> None:
+    _, a = backend
+    _, b = await peer()
+    held = asyncio.create_task(a.next(101, 1))
+    await asyncio.sleep(0.1)
+    assert not held.done()
+    await b.clear(101)
+    await b.publish(event("AgentOther_InService"))
+    assert await asyncio.wait_for(held, 3) is None
+    got = await b.next(101, 1)
+    assert got is not None and got.event_type == "AgentOther_InService"
+    assert await drain(a) == [] and await drain(b) == []
 
 
 @pytest.mark.usefixtures("two_nodes")
@@ -354,3 +447,30 @@ async def test_redis_event_keys_expire(
     _, bus = backend
     await bus.publish(event("a"))
     assert 23 * 3600_000 < await raw_redis.pttl(f"{prefix}events:101") <= 24 * 3600_000
+    await bus.clear(101)
+    assert await raw_redis.get(f"{prefix}gen:101") == b"1"
+    assert 23 * 3600_000 < await raw_redis.pttl(f"{prefix}gen:101") <= 24 * 3600_000
+    assert await raw_redis.exists(f"{prefix}events:101", f"{prefix}inflight:101") == 0
+
+
+async def test_redis_a_stale_poll_hands_what_its_wait_moved_back_in_order(
+    raw_redis: redis.asyncio.Redis, prefix: str, backend: Node
+) -> None:
+    """The old poll's wait moves the new session's first event into ``inflight``; it claims
+    nothing, and the events come out in publish order, to the next poll, on any node."""
+    _, bus = backend
+    old_poll = asyncio.create_task(bus.next(101, 5))
+    await asyncio.sleep(0.1)
+    await bus.clear(101)
+    await raw_redis.rpush(f"{prefix}inflight:101", _raw_event("orphan"))  # an abandoned wait's
+    await bus.publish(event("first"))
+    await bus.publish(event("second"))
+    assert await asyncio.wait_for(old_poll, 2) is None
+    assert await drain(bus) == ["orphan", "first", "second"]
+    assert await raw_redis.exists(f"{prefix}inflight:101", f"{prefix}events:101") == 0
+
+
+def _raw_event(name: str) -> str:
+    return json.dumps(
+        {"event_type": name, "work_no": 101, "content": {"name": name}, "gen_time_ms": 0}
+    )

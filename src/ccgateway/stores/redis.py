@@ -17,6 +17,10 @@ Key layout, under a prefix (default ``ccgw:``):
 ``<prefix>inflight:<agent_id>``
     list, events a blocking ``BLMOVE`` took out of ``events`` but that no poll has claimed yet
     (normally empty but for an instant); always older than anything still in ``events``.
+``<prefix>gen:<agent_id>``
+    string, the agent's queue generation (absent reads as 0), incremented by each ``clear``
+    together with the deletion of ``events`` and ``inflight``; expires ``ttl_s`` after the last
+    ``clear``.
 
 Correctness never depends on the TTLs: they only bound what a crashed or forgotten agent leaves.
 
@@ -32,8 +36,14 @@ so a cancelled poll neither leaks nor poisons a connection. An event is never lo
 the blocking wait moves an event into the ``inflight`` list rather than popping it, so an event
 whose ``BLMOVE`` reply went to a cancelled poll stays there, and every poll claims ``inflight``
 before ``events``. The claim itself (one short script) is shielded; if the poll is cancelled while
-it runs, what it took is pushed back to the head of ``inflight``. Each event is claimed by exactly
-one poll, on any node.
+it runs, what it took is pushed back to the head of ``inflight`` (unless the queue was cleared
+meanwhile). Each event is claimed by exactly one poll, on any node.
+
+Clearing: ``clear`` (sign-out, new sign-in) bumps the generation. A poll learns the generation with
+its first claim and claims only under it: once the queue was cleared, it claims nothing and returns
+None, whichever node cleared, so a poll of the old session never takes the new session's events.
+It is not woken by the clear itself: it returns at the next publish (whose event it hands back,
+see ``_CLAIM``) or at its timeout.
 
 Errors: redis-py's exceptions (``redis.exceptions.ConnectionError``, ``TimeoutError``, ...)
 propagate as they are; nothing here translates or swallows them.
@@ -113,16 +123,47 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1
 """
 
-# KEYS: inflight, events. ARGV: ttl_ms. The oldest event: inflight's head, else events' head.
+# KEYS: inflight, events, gen. ARGV: ttl_ms, the poll's generation ('' on its first claim).
+# Returns {generation, event or nil}. The oldest event: inflight's head, else events' head; none
+# if the generation is not the poll's (the queue was cleared since the poll began). Then whatever
+# ``inflight`` holds (say what this poll's own wait just moved there) goes back to the head of
+# ``events``, in order: a poll of the new session blocked on ``events`` wakes up to claim it.
 _CLAIM = """
+local generation = tonumber(redis.call('GET', KEYS[3]) or '0')
+if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= generation then
+  if redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') then
+    while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do end
+    redis.call('PEXPIRE', KEYS[2], ARGV[1])
+  end
+  return {generation, false}
+end
 local event = redis.call('LPOP', KEYS[1])
 if event then
   if redis.call('EXISTS', KEYS[1]) == 1 then
     redis.call('PEXPIRE', KEYS[1], ARGV[1])
   end
-  return event
+  return {generation, event}
 end
-return redis.call('LPOP', KEYS[2])
+return {generation, redis.call('LPOP', KEYS[2])}
+"""
+
+# KEYS: inflight, gen. ARGV: generation, event JSON, ttl_ms. An event claimed by a cancelled poll
+# goes back to inflight's head, unless the queue was cleared since (it is the old session's).
+_GIVE_BACK = """
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('LPUSH', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# KEYS: events, inflight, gen. ARGV: ttl_ms.
+_CLEAR = """
+redis.call('DEL', KEYS[1], KEYS[2])
+local generation = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+return generation
 """
 
 
@@ -292,6 +333,7 @@ class RedisEventBus:
     """Per-agent FIFO queues in Redis lists; each event reaches exactly one poll on any node.
 
     A waiting ``next`` blocks in ``BLMOVE`` (no busy waiting), holding one pooled connection.
+    ``clear`` starts a new generation of the queue: a poll begun before it returns None.
     """
 
     def __init__(
@@ -310,23 +352,38 @@ class RedisEventBus:
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._publish = client.register_script(_PUBLISH)
         self._claim_script = client.register_script(_CLAIM)
+        self._give_back_script = client.register_script(_GIVE_BACK)
+        self._clear = client.register_script(_CLEAR)
         self._giving_back: set[asyncio.Task[None]] = set()
 
-    def _keys(self, agent_id: int) -> tuple[str, str]:
-        return f"{self._prefix}events:{agent_id}", f"{self._prefix}inflight:{agent_id}"
+    def _keys(self, agent_id: int) -> tuple[str, str, str]:
+        """``events``, ``inflight`` and ``gen``."""
+        return (
+            f"{self._prefix}events:{agent_id}",
+            f"{self._prefix}inflight:{agent_id}",
+            f"{self._prefix}gen:{agent_id}",
+        )
 
     async def publish(self, event: Event) -> None:
+        events, inflight, _ = self._keys(event.work_no)
         await self._publish(
-            keys=list(self._keys(event.work_no)),
+            keys=[events, inflight],
             args=[_event_json(event), self._max_queued, self._ttl_ms],
         )
 
     async def next(self, agent_id: int, timeout_s: float) -> Event | None:
-        events, inflight = self._keys(agent_id)
+        events, inflight, gen = self._keys(agent_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        generation: int | None = None  # learnt by the first claim
         while True:
-            raw = await self._claim(events, inflight)
+            current, raw = await self._claim(events, inflight, gen, generation)
+            if generation is None:
+                generation = current
+            elif current != generation:
+                # Cleared since this poll began (sign-out, new sign-in): what is queued now is the
+                # new session's. The claim took nothing and handed back what the wait moved.
+                return None
             if raw is not None:
                 return _event_from(raw)
             # Whole milliseconds, rounded up: Redis reads a timeout under 1 ms as 0, "forever".
@@ -335,19 +392,25 @@ class RedisEventBus:
                 return None
             # Moved, not popped: should this poll be cancelled before the reply reaches it, the
             # event waits in ``inflight`` for the next claim. Another poll may claim it first;
-            # then this one goes on waiting.
+            # then this one goes on waiting. A clear does not wake it (see the module docstring).
             await self._redis.blmove(
                 events, inflight, cast("int", remaining_ms / 1000), "LEFT", "RIGHT"
             )
 
-    async def _claim(self, events: str, inflight: str) -> bytes | str | None:
+    async def _claim(
+        self, events: str, inflight: str, gen: str, generation: int | None
+    ) -> tuple[int, bytes | str | None]:
+        """The current generation, and the event claimed (none under another generation)."""
         claim = asyncio.ensure_future(
-            self._claim_script(keys=[inflight, events], args=[self._ttl_ms])
+            self._claim_script(
+                keys=[inflight, events, gen],
+                args=[self._ttl_ms, "" if generation is None else generation],
+            )
         )
         try:
-            return cast("bytes | str | None", await asyncio.shield(claim))
+            return _claimed(await asyncio.shield(claim))
         except asyncio.CancelledError:
-            giving_back = asyncio.ensure_future(self._give_back(claim, inflight))
+            giving_back = asyncio.ensure_future(self._give_back(claim, inflight, gen))
             self._giving_back.add(giving_back)
             giving_back.add_done_callback(self._given_back)
             # Wait for it (its failure is logged by ``_given_back``); if cancelled again
@@ -355,14 +418,17 @@ class RedisEventBus:
             await asyncio.wait([giving_back])
             raise
 
-    async def _give_back(self, claim: asyncio.Future[Any], inflight: str) -> None:
-        """Wait for a claim whose poll was cancelled; return what it took to ``inflight``'s head."""
+    async def _give_back(self, claim: asyncio.Future[Any], inflight: str, gen: str) -> None:
+        """Wait for a claim whose poll was cancelled; return what it took to ``inflight``'s head.
+
+        Unless the queue was cleared since: the event was the old session's, and is dropped.
+        """
         try:
-            raw = await claim
+            generation, raw = _claimed(await claim)
         except Exception:
             return  # the claim failed: it took nothing
         if raw is not None:
-            await self._redis.lpush(inflight, raw)
+            await self._give_back_script(keys=[inflight, gen], args=[generation, raw, self._ttl_ms])
 
     def _given_back(self, task: asyncio.Task[None]) -> None:
         self._giving_back.discard(task)
@@ -370,4 +436,10 @@ class RedisEventBus:
             log.error("an event claimed by a cancelled poll may be lost", exc_info=error)
 
     async def clear(self, agent_id: int) -> None:
-        await self._redis.delete(*self._keys(agent_id))
+        """Drop the queue and start a new generation: polls begun before return None."""
+        await self._clear(keys=list(self._keys(agent_id)), args=[self._ttl_ms])
+
+
+def _claimed(reply: Any) -> tuple[int, bytes | str | None]:
+    generation, raw = reply
+    return int(generation), cast("bytes | str | None", raw)
