@@ -52,12 +52,17 @@ class Auditor:
     def begin(self, interface: str, client: str) -> DownloadAttempt:
         return DownloadAttempt(interface=interface, client=client, started_ms=self._clock.now_ms())
 
-    async def finish(self, attempt: DownloadAttempt) -> None:
-        """Write the attempt; the write completes even if the request's task is cancelled."""
+    def finish(self, attempt: DownloadAttempt) -> None:
+        """Write the attempt in the background: the answer does not wait for the database, and
+        the write completes even when the request's task is cancelled. ``drain`` awaits them."""
         task = asyncio.ensure_future(self._write(attempt))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
-        await asyncio.shield(task)
+
+    async def drain(self) -> None:
+        """Wait for every audit write still under way (at shutdown)."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def _write(self, attempt: DownloadAttempt) -> None:
         record = AuditRecord(

@@ -49,6 +49,7 @@ async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncI
         catalog = Catalog(SqlCatalogStore(engine), events, clock, sessions.is_signed_in)
         files = FileServer(settings, SqlFileStore(engine), events, clock, sessions.is_signed_in)
         auditor = Auditor(SqlAuditStore(engine), clock, settings.node_name)
+        stack.push_async_callback(auditor.drain)  # before the engine closes
         yield Gateway(settings, clock, directory, sessions, events, catalog, files, auditor)
 
 

@@ -151,7 +151,7 @@ async def _audited(
             log.warning("%s refused with %s: %s", interface, exc.retcode.code, exc.detail)
         raise
     finally:
-        await core.auditor.finish(attempt)
+        core.auditor.finish(attempt)
 
 
 def _video_switches(core: Gateway) -> None:

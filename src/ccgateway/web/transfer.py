@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ async def send_download(
             headers["Content-Range"] = f"bytes */{size}"
         return web.Response(status=decision.status, headers=headers)
     path = download.source.local_path
-    if accel_redirect and path is not None and request.method == "GET":
+    if accel_redirect and path is not None and _nginx_agrees(request, decision, headers):
         return _offload(decision, headers, accel_redirect, path, attempt)
     start, length = 0, size
     if decision.status == 206:
@@ -143,14 +144,40 @@ def _offload(
 ) -> web.StreamResponse:
     """Let nginx send the file: it applies the request's Range itself, to the same decision.
 
-    nginx sees our ETag and Last-Modified (deploy/nginx passes them on), so it judges If-Range
-    exactly as ``decide`` did; 304, 412 and 416 never reach this point.
+    nginx sees our ETag and Last-Modified (deploy/nginx re-emits them before its range filter
+    runs), so it judges If-Range exactly as ``decide`` did; 304, 412 and 416 never reach this
+    point, nor requests nginx would judge otherwise (``_nginx_agrees``).
     """
+    if decision.status != 206:
+        del headers["Accept-Ranges"]  # nginx adds its own to a 200, and none to a 206
     attempt.outcome = Outcome.OFFLOADED
     attempt.bytes_sent = sum(r.length for r in decision.ranges) or decision.validators.size
     headers["X-Accel-Redirect"] = prefix + urllib.parse.quote(str(path))
     headers["X-Accel-Buffering"] = "no"
     return web.Response(status=200, headers=headers)
+
+
+# One Range member in a syntax that nginx's range filter reads exactly as ``decide`` does.
+_NGINX_RANGE = re.compile(r"bytes=(?:[0-9]{1,18}-[0-9]{0,18}|-[0-9]{1,18})", re.IGNORECASE)
+
+
+def _nginx_agrees(request: web.Request, decision: Decision, headers: dict[str, str]) -> bool:
+    """Whether nginx, which re-reads the request's headers after X-Accel-Redirect, will answer
+    as ``decision`` says; otherwise the gateway sends the bytes itself.
+
+    nginx judges If-Match against its own ETag (none: it runs before our ETag is added) and
+    would answer 412; it answers 416 to Range values ``decide`` ignores, 200 to ranges
+    ``decide`` merges into one, and compares an If-Range date only in its own date parser.
+    """
+    if request.method != "GET" or "If-Match" in request.headers:
+        return False
+    if "Range" not in request.headers:
+        return True
+    if_range = request.headers.get("If-Range")
+    if if_range is not None and not if_range.startswith('"'):
+        if if_range != headers["Last-Modified"]:
+            return False
+    return decision.status == 206 and bool(_NGINX_RANGE.fullmatch(request.headers["Range"]))
 
 
 def _headers(request: web.Request, download: Download, validators: Validators) -> dict[str, str]:
