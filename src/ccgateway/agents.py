@@ -13,11 +13,13 @@ import dataclasses
 
 import argon2
 
+from ccgateway.recent import RecentCache
 from ccgateway.stores.base import AgentRecord, AgentStore, Role
 
 MIN_WORK_NO = 101
 MAX_WORK_NO = 999_999
 MAX_PASSWORD_LENGTH = 32
+CACHE_S = 2.0
 
 _hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # Verified against when the agent does not exist, so both answers cost the same time.
@@ -51,6 +53,11 @@ class AgentDirectory:
         self._hashing = concurrent.futures.ThreadPoolExecutor(
             concurrent_hashes, thread_name_prefix="argon2"
         )
+        self._recent: RecentCache[int, AgentRecord | None] = RecentCache(CACHE_S)
+
+    async def get(self, work_no: int) -> AgentRecord | None:
+        """The agent as recently read: rights and removals take effect within ``CACHE_S``."""
+        return await self._recent.get(work_no, self.store.get)
 
     def close(self) -> None:
         self._hashing.shutdown(wait=False, cancel_futures=True)
@@ -88,10 +95,12 @@ class AgentDirectory:
             raise AgentError(f"password is longer than {MAX_PASSWORD_LENGTH} characters")
         if not await self.store.set_password_hash(work_no, await self._hash(password)):
             raise AgentError(f"no agent {work_no}")
+        self._recent.forget(work_no)
 
     async def remove(self, work_no: int) -> None:
         if not await self.store.remove(work_no):
             raise AgentError(f"no agent {work_no}")
+        self._recent.forget(work_no)
 
     async def authenticate(self, work_no: int, password: str) -> AgentRecord | None:
         """The agent if ``password`` is theirs; None for a wrong password or an unknown agent."""

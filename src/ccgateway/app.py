@@ -43,11 +43,13 @@ def release_freed_memory() -> None:
     """Make glibc give big freed blocks back to the system (Argon2's 19 MiB per hash).
 
     Without a fixed mmap threshold glibc raises it after the first big free, and every hashing
-    thread then keeps ~19 MiB for good. A no-op where glibc is not the C library.
+    thread then keeps ~19 MiB for good. 4 MiB keeps the 1 MiB transfer chunks on the heap, where
+    they are recycled: below 1 MiB each chunk would be a fresh mmap, faulted in page by page.
+    A no-op where glibc is not the C library.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+        libc.mallopt(_M_MMAP_THRESHOLD, 4 * 1024 * 1024)
     except (OSError, AttributeError):
         pass
 

@@ -21,6 +21,7 @@ from ccgateway.access import may_download_video, may_see_conference
 from ccgateway.agents import is_work_no
 from ccgateway.clock import Clock
 from ccgateway.errors import GatewayError
+from ccgateway.recent import RecentCache
 from ccgateway.sources import digest, open_source
 from ccgateway.stores.base import (
     AgentRecord,
@@ -34,6 +35,7 @@ from ccgateway.stores.base import (
 )
 
 RECORD_EVENT = "AgentMediaEvent_Record"
+CACHE_S = 2.0  # downloads may see a registration or removal this much later
 ANNOUNCE_EVERY_S = 1.0
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mkv": "video/x-matroska"}
@@ -95,6 +97,7 @@ class Catalog:
         self._events = events
         self._clock = clock
         self._is_signed_in = is_signed_in
+        self._recent: RecentCache[str, ConferenceRecord | None] = RecentCache(CACHE_S)
 
     async def register(
         self, request: Registration, progress: Progress | None = None
@@ -140,9 +143,11 @@ class Catalog:
             files=tuple(files),
         )
         try:
-            return await self.store.add_recording(conference, recording)
+            added = await self.store.add_recording(conference, recording)
         except ValueError as exc:
             raise CatalogError(str(exc)) from None
+        self._recent.forget(request.conference_id)
+        return added
 
     async def announce_pending(self, video_events: bool) -> int:
         """Announce every recording no gateway has announced yet; returns how many events."""
@@ -166,7 +171,7 @@ class Catalog:
         """The file an agent asks for, checked in order: right, conference, record, file."""
         if not may_download_video(agent):
             raise GatewayError(retcodes.NO_VIDEO_RIGHT)
-        conference = await self.store.get_conference(conference_id)
+        conference = await self._recent.get(conference_id, self.store.get_conference)
         if conference is None or not may_see_conference(agent, conference):
             raise GatewayError(retcodes.NO_SUCH_CONFERENCE)
         if not conference.recordings:

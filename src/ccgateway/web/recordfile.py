@@ -163,7 +163,7 @@ def _video_switches(core: Gateway) -> None:
 
 async def _signed_in_agent(request: web.Request, core: Gateway, agent_id: int) -> AgentRecord:
     await core.sessions.authenticate(agent_id, request_guid(request.headers))
-    agent = await core.agents.store.get(agent_id)
+    agent = await core.agents.get(agent_id)
     if agent is None:
         raise GatewayError(retcodes.NOT_SIGNED_IN)
     return agent
