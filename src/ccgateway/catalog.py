@@ -11,6 +11,7 @@ admin API announces at once, and a gateway notices recordings added by the CLI w
 from __future__ import annotations
 
 import re
+import urllib.parse
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -56,7 +57,9 @@ def parse_file_type(value: str | None) -> FileType:
 
 
 def media_type_of(location: str) -> str:
-    suffix = location[location.rfind(".") :].lower() if "." in location else ""
+    path = urllib.parse.urlsplit(location).path if "://" in location else location
+    name = path.rsplit("/", 1)[-1]
+    suffix = name[name.rfind(".") :].lower() if "." in name else ""
     return _MEDIA_TYPES.get(suffix, "application/octet-stream")
 
 

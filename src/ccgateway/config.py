@@ -227,6 +227,49 @@ KEYS: tuple[Key, ...] = (
         ours=True,
     ),
     Key(
+        "S3_ENDPOINT_URL",
+        "",
+        _text,
+        "s3:// recordings: the S3-compatible endpoint, e.g. http://127.0.0.1:8333; empty: AWS",
+        ours=True,
+    ),
+    Key(
+        "S3_REGION",
+        "",
+        _text,
+        "s3:// recordings: the region (empty: botocore's default)",
+        ours=True,
+    ),
+    Key(
+        "S3_ACCESS_KEY_ID",
+        "",
+        _text,
+        "s3:// recordings: access key id; empty: botocore's chain (AWS_* variables, profiles)",
+        ours=True,
+    ),
+    Key("S3_SECRET_ACCESS_KEY", "", _text, "s3:// recordings: secret access key", ours=True),
+    Key(
+        "SOURCE_CONNECT_TIMEOUT",
+        "5000",
+        _int_between(100, 600_000),
+        "http(s):// and s3:// recordings: milliseconds to connect to the upstream",
+        ours=True,
+    ),
+    Key(
+        "SOURCE_READ_TIMEOUT",
+        "30000",
+        _int_between(100, 3_600_000),
+        "http(s):// and s3:// recordings: milliseconds an upstream read may wait for data",
+        ours=True,
+    ),
+    Key(
+        "SOURCE_RETRIES",
+        "2",
+        _int_between(0, 10),
+        "remote recordings: retries of a failed upstream request before its first byte",
+        ours=True,
+    ),
+    Key(
         "LOG_LEVEL",
         "INFO",
         lambda v: _choice(v, ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -268,6 +311,13 @@ class Settings:
     drive_maps: Mapping[str, Mapping[str, Path]] = dataclasses.field(default_factory=dict)
     sendfile: bool = True
     admin_token: str = dataclasses.field(default="", repr=False)
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_access_key_id: str = dataclasses.field(default="", repr=False)
+    s3_secret_access_key: str = dataclasses.field(default="", repr=False)
+    source_connect_timeout_ms: int = 5000
+    source_read_timeout_ms: int = 30000
+    source_retries: int = 2
 
     @property
     def poll_wait_ms(self) -> int:
@@ -332,6 +382,13 @@ def load_settings(
         drive_maps=_drive_maps(values["RECORD_DRIVE_MAP"], raw),
         sendfile=values["SENDFILE"],
         admin_token=values["ADMIN_TOKEN"],
+        s3_endpoint_url=values["S3_ENDPOINT_URL"],
+        s3_region=values["S3_REGION"],
+        s3_access_key_id=values["S3_ACCESS_KEY_ID"],
+        s3_secret_access_key=values["S3_SECRET_ACCESS_KEY"],
+        source_connect_timeout_ms=values["SOURCE_CONNECT_TIMEOUT"],
+        source_read_timeout_ms=values["SOURCE_READ_TIMEOUT"],
+        source_retries=values["SOURCE_RETRIES"],
     )
 
 

@@ -18,6 +18,9 @@ from ccgateway.clock import Clock, SystemClock
 from ccgateway.config import Settings
 from ccgateway.fileserver import FileServer
 from ccgateway.sessions import SessionManager
+from ccgateway.sources import close_sources, configure_sources
+from ccgateway.sources.http import HttpOptions
+from ccgateway.sources.s3 import S3Config
 from ccgateway.stores.base import EventBus, SessionStore
 from ccgateway.stores.memory import MemoryEventBus, MemorySessionStore
 from ccgateway.stores.schema import open_engine
@@ -40,6 +43,8 @@ class Gateway:
 async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Gateway]:
     clock = clock or SystemClock()
     async with AsyncExitStack() as stack:
+        configure_sources(http=_http_options(settings), s3=_s3_config(settings))
+        stack.push_async_callback(close_sources)
         engine = await open_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
         session_store, events = await _open_sessions(settings.sessions_url, stack)
@@ -61,3 +66,23 @@ async def _open_sessions(url: str, stack: AsyncExitStack) -> tuple[SessionStore,
     client = await open_redis(url)
     stack.push_async_callback(client.aclose)
     return RedisSessionStore(client), RedisEventBus(client)
+
+
+def _http_options(settings: Settings) -> HttpOptions:
+    return HttpOptions(
+        connect_timeout_s=settings.source_connect_timeout_ms / 1000,
+        read_timeout_s=settings.source_read_timeout_ms / 1000,
+        retries=settings.source_retries,
+    )
+
+
+def _s3_config(settings: Settings) -> S3Config:
+    return S3Config(
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=settings.s3_secret_access_key,
+        connect_timeout_s=settings.source_connect_timeout_ms / 1000,
+        read_timeout_s=settings.source_read_timeout_ms / 1000,
+        retries=settings.source_retries,
+    )

@@ -30,6 +30,9 @@ def test_file_types() -> None:
 def test_media_types() -> None:
     assert media_type_of("/x/a.MP4") == "video/mp4"
     assert media_type_of("/x/a") == "application/octet-stream"
+    assert media_type_of("/x.d/a") == "application/octet-stream"
+    assert media_type_of("https://rec/a.mp4?sig=x.y") == "video/mp4"
+    assert media_type_of("s3://bucket/dir.v/a.webm") == "video/webm"
 
 
 def test_record_event_content_lists_every_recording_in_order() -> None:

@@ -16,6 +16,7 @@ import click
 
 from ccgateway.catalog import Catalog, CatalogError, Registration
 from ccgateway.cli.options import config_option, settings_from
+from ccgateway.discovery import discover
 from ccgateway.fileserver import AUDIO, VIDEO
 from ccgateway.gateway import open_gateway
 from ccgateway.sources.base import SourceError
@@ -37,6 +38,22 @@ def _run(config_path: str | None, action: Callable[[Catalog], Awaitable[T]]) -> 
         return asyncio.run(run())
     except (CatalogError, SourceError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+class _Location(click.ParamType[str]):
+    """A recording file: an existing local file (made absolute), or an http(s):// or s3:// URL."""
+
+    name = "path|url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if text.startswith(("http://", "https://", "s3://")):
+            return text
+        path = click.Path(dir_okay=False, exists=True, resolve_path=True)
+        return str(path.convert(text, param, ctx))
+
+
+LOCATION = _Location()
 
 
 def _participants(_ctx: click.Context, _param: click.Parameter, value: str) -> frozenset[int]:
@@ -64,18 +81,18 @@ def recordings() -> None:
 @click.option("--call-id", default="", help="The call's callId.")
 @click.option(
     "--hd",
-    type=click.Path(dir_okay=False, exists=True, resolve_path=True),
-    help="HD rendition (fileType 0).",
+    type=LOCATION,
+    help="HD rendition (fileType 0): a file, http(s):// URL or s3://bucket/key.",
 )
 @click.option(
     "--sd",
-    type=click.Path(dir_okay=False, exists=True, resolve_path=True),
-    help="SD rendition (fileType 1).",
+    type=LOCATION,
+    help="SD rendition (fileType 1): a file, http(s):// URL or s3://bucket/key.",
 )
 @click.option(
     "--aux",
-    type=click.Path(dir_okay=False, exists=True, resolve_path=True),
-    help="Auxiliary (content) stream (fileType 2).",
+    type=LOCATION,
+    help="Auxiliary (content) stream (fileType 2): a file, http(s):// URL or s3://bucket/key.",
 )
 @click.option(
     "--location-id",
@@ -126,6 +143,38 @@ def add(
     kinds = ", ".join(f.file_type.name.lower() for f in recording.files)
     click.echo(
         f"registered {record_id} in {conference_id} as recording {recording.position} ({kinds})"
+    )
+
+
+@recordings.command("discover")
+@click.argument("conference_id")
+@click.argument("base_url")
+@click.option(
+    "--participants",
+    required=True,
+    callback=_participants,
+    help="Work numbers of the participating agents, e.g. 101,102.",
+)
+@click.option("--vdn", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--call-id", default="", help="The call's callId.")
+@config_option
+def discover_(
+    conference_id: str,
+    base_url: str,
+    participants: frozenset[int],
+    vdn: int,
+    call_id: str,
+    config_path: str | None,
+) -> None:
+    """Register the recordings listed in BASE_URL/index.json (docs/recordings.md has the format)."""
+
+    async def register_all(catalog: Catalog) -> list[str]:
+        found = await discover(base_url, conference_id, participants, vdn=vdn, call_id=call_id)
+        return [(await catalog.register(r)).record_id for r in found]
+
+    registered = _run(config_path, register_all)
+    click.echo(
+        f"registered {len(registered)} recording(s) in {conference_id}: " + ", ".join(registered)
     )
 
 

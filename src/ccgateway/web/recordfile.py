@@ -14,6 +14,7 @@ attempt, refused or not, is audited; the bytes go out through ``transfer.send_do
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -25,7 +26,7 @@ from ccgateway.errors import GatewayError
 from ccgateway.fileserver import AUDIO, LocatedFile
 from ccgateway.gateway import Gateway
 from ccgateway.sources import open_source
-from ccgateway.sources.base import SourceError
+from ccgateway.sources.base import SourceError, redact
 from ccgateway.stores.base import AgentRecord, FileType, Role
 from ccgateway.web.state import gateway
 from ccgateway.web.transfer import Download, send_download
@@ -58,7 +59,9 @@ async def video_file_download(request: web.Request, agent_id: int) -> web.Stream
         except SourceError as exc:
             raise GatewayError(retcodes.SOURCE_FAILED, str(exc)) from None
         if (stat.size, stat.mtime_ns) != (media.size, media.mtime_ns):
-            raise GatewayError(retcodes.SOURCE_FAILED, f"{source.uri} changed since registration")
+            raise GatewayError(
+                retcodes.SOURCE_FAILED, f"{redact(source.uri)} changed since registration"
+            )
         name = _catalog_filename(conference_id, attempt.record_id, file_type, media.source)
         download = Download(source, media.size, media.mtime_ns, media.sha256, name)
         return await send_download(
@@ -198,5 +201,6 @@ async def _send_file(
 
 
 def _catalog_filename(conference_id: str, record_id: str, file_type: FileType, src: str) -> str:
-    suffix = src[src.rfind(".") :] if "." in src.rsplit("/", 1)[-1] else ""
+    path = urllib.parse.urlsplit(src).path if "://" in src else src
+    suffix = path[path.rfind(".") :] if "." in path.rsplit("/", 1)[-1] else ""
     return f"{conference_id}-{record_id}-{file_type.name.lower()}{suffix}"

@@ -23,7 +23,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ccgateway.audit import DownloadAttempt, Outcome
-from ccgateway.sources.base import MediaSource, SourceError
+from ccgateway.sources.base import MediaSource, SourceError, reading
 from ccgateway.wire.digest import digest_header_for
 from ccgateway.wire.ranges import Decision, Validators, decide, http_date, strong_etag
 
@@ -105,9 +105,10 @@ async def _send_body(
     if sendfile and path is not None and not _is_tls(request):
         await _sendfile(request, path, start, length, attempt)
         return
-    async for chunk in source.read(start, length):
-        await response.write(chunk)
-        attempt.bytes_sent += len(chunk)
+    async with reading(source, start, length) as chunks:
+        async for chunk in chunks:
+            await response.write(chunk)
+            attempt.bytes_sent += len(chunk)
 
 
 async def _sendfile(
