@@ -148,7 +148,14 @@ async def upload(config: S3Config, path: Path) -> None:
 async def seed(data_dir: Path, http_url: str, s3_url: str, config: S3Config) -> None:
     configure_sources(s3=config)
     try:
-        settings = load_settings(environ=gateway_env(data_dir, 1))
+        environ = {
+            **gateway_env(data_dir, 1),
+            "CCGW_S3_ENDPOINT_URL": config.endpoint_url,
+            "CCGW_S3_REGION": config.region,
+            "CCGW_S3_ACCESS_KEY_ID": config.access_key_id,
+            "CCGW_S3_SECRET_ACCESS_KEY": config.secret_access_key,
+        }
+        settings = load_settings(environ=environ)
         async with open_gateway(settings) as gateway:
             await gateway.agents.add(AGENT, PASSWORD, name="Bench agent")
             files = {FileType.HD: http_url, FileType.SD: s3_url}
@@ -317,10 +324,12 @@ def run(
         f"gateway {s3_speeds['proxy']:.0f} MiB/s (medians of {rounds})"
     )
     print(f"memory: {clients} clients at 5 MiB/s, {finished} completed their 40 MiB ranges")
-    print(f"bar http proxy/direct {http_ratio:.2f} >= {BAR_HTTP} {verdict(http_ratio >= BAR_HTTP)}")
-    print(f"bar s3 gateway/direct {s3_ratio:.2f} >= {BAR_S3} {verdict(s3_ratio >= BAR_S3)}")
+    print(
+        f"bar http_proxy_vs_direct {http_ratio:.2f} >={BAR_HTTP} {verdict(http_ratio >= BAR_HTTP)}"
+    )
+    print(f"bar s3_vs_direct {s3_ratio:.2f} >={BAR_S3} {verdict(s3_ratio >= BAR_S3)}")
     passed = growth < BAR_RSS_MB and finished == clients
-    print(f"bar rss growth {growth:.1f} MB < {BAR_RSS_MB:g} MB {verdict(passed)}")
+    print(f"bar rss_growth_mb {growth:.1f} <{BAR_RSS_MB:g} {verdict(passed)}")
     return 0
 
 
