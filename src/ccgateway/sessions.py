@@ -149,7 +149,7 @@ class SessionManager:
             if self._due_for_rotation(session, now):
                 updated = self._rotated(updated, now)
             if await self._store.swap(session, updated):
-                return (await self._store.get(agent_id)) or updated
+                return dataclasses.replace(updated, version=session.version + 1)
         raise GatewayError(retcodes.NO_RIGHT)
 
     async def replace_guid(self, agent_id: int, guid: str | None) -> SessionRecord:
@@ -165,7 +165,7 @@ class SessionManager:
                 retired=(),
             )
             if await self._store.swap(session, updated):
-                return (await self._store.get(agent_id)) or updated
+                return dataclasses.replace(updated, version=session.version + 1)
         raise GatewayError(retcodes.NO_RIGHT)
 
     # -- rules ----------------------------------------------------------------------------------
