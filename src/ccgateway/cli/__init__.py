@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from ccgateway import __version__
+from ccgateway.cli.agent import agent
 from ccgateway.cli.agents import agents
 from ccgateway.cli.audit import audit
 from ccgateway.cli.db import db
@@ -27,6 +28,7 @@ cli.add_command(agents)
 cli.add_command(recordings)
 cli.add_command(audit)
 cli.add_command(db)
+cli.add_command(agent)
 
 
 def main() -> None:
