@@ -87,7 +87,7 @@ async def seed_demo_recordings(catalog: Catalog, data_dir: Path) -> list[DemoCon
     """Generate playable H.264 demo recordings (first start only) and register them."""
     from ccgateway.demo_media import write_demo_set  # PyAV loads FFmpeg: only for --demo
 
-    media_dir = data_dir / "demo-media"
+    media_dir = (data_dir / "demo-media").resolve()  # registered locations are absolute
     for conference in DEMO_CONFERENCES:
         if await catalog.store.get_conference(conference.conference_id) is not None:
             continue

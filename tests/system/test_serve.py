@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from ccgateway.tls import fingerprint
-from tests.system.conftest import ServeProcess, start_serve
+from tests.system.conftest import ServeProcess, free_port, start_serve
 
 
 def demo_credentials(stdout: str) -> dict[int, str]:
@@ -67,6 +67,32 @@ def test_demo_credentials_survive_a_restart(tmp_path: Path) -> None:
     finally:
         second.process.terminate()
         second.process.wait(10)
+
+
+def test_demo_starts_with_the_default_relative_data_dir(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCGW_")}
+    port = free_port()
+    env.update(CCGW_LISTEN_HOST="127.0.0.1", CCGW_LISTEN_PORT=str(port), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ccgateway", "serve", "--demo", "--http"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(4)]
+        assert any("Demo agents" in line for line in lines), lines
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=10)
+    assert "Traceback" not in err
+    assert (tmp_path / "ccgateway-data" / "demo-media").is_dir()
 
 
 def test_plain_http_says_so_in_the_log(tmp_path: Path) -> None:
