@@ -80,12 +80,16 @@ def render(text: str, name: str, content: str) -> str:
 
 
 def stale() -> list[str]:
-    """Names of generated blocks that differ from what the code says."""
+    """The generated blocks that differ from what the code says, each with a diff."""
+    import difflib
+
     found = []
     for name, (filename, make) in BLOCKS.items():
         text = (DOCS / filename).read_text()
-        if render(text, name, make()) != text:
-            found.append(f"docs/{filename}:{name}")
+        fresh = render(text, name, make())
+        if fresh != text:
+            diff = difflib.unified_diff(text.splitlines(), fresh.splitlines(), lineterm="", n=1)
+            found.append(f"docs/{filename}:{name}\n" + "\n".join(list(diff)[:40]))
     return found
 
 

@@ -139,7 +139,7 @@ def run(coro: Coroutine[Any, Any, T], verbose: bool, bar: TerminalProgress | Non
         logger.setLevel(saved)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def agent() -> None:
     """Act as an agent: download recordings, watch events (password from CCGW_AGENT_PASSWORD
     or a prompt; it is never echoed or logged)."""

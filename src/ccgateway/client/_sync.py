@@ -140,4 +140,6 @@ async def _shutdown() -> None:
     if others:
         await asyncio.wait(others)
     await loop.shutdown_asyncgens()
-    await asyncio.sleep(0)
+    # TLS connections close asynchronously (close_notify); aiohttp's advice is a short wait so
+    # none is still open when this loop is closed.
+    await asyncio.sleep(0.25)
