@@ -3,7 +3,8 @@
 A GUID is ``<uuid>.<node name>``, the uuid drawn from ``secrets``. Under AUTHMODE=2 an event poll
 rotates the GUID once ``GUIDINTERVAL`` has passed since it was issued; a rotated-out GUID stays
 accepted until ``GUIDTIMEOUT`` after its rotation. ``updateGuid`` and force sign-in replace the GUID
-at once. An agent that has not polled for ``AGENT_IDLE_TIMEOUT`` is signed out.
+at once. An agent that has not polled for ``AGENT_IDLE_TIMEOUT`` is signed out (a poll records
+itself at most every ``TOUCH_EVERY_MS``, so that may happen up to 5 s early).
 
 Errors: no session → 100-006; a session but a wrong, missing or expired GUID → 000-003.
 """
@@ -27,6 +28,8 @@ from ccgateway.events import sign_in_events
 from ccgateway.stores.base import AgentRecord, EventBus, SessionRecord, SessionStore
 
 _CAS_ATTEMPTS = 8
+# A poll records "last seen" at most this often: idle sign-out may come up to this much early.
+TOUCH_EVERY_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -145,8 +148,11 @@ class SessionManager:
         for _ in range(_CAS_ATTEMPTS):
             session = await self.authenticate(agent_id, guid)
             now = self._clock.now_ms()
+            due = self._due_for_rotation(session, now)
+            if not due and now - session.last_seen_ms < TOUCH_EVERY_MS:
+                return session  # heard from moments ago: no write (a shared store's round trip)
             updated = dataclasses.replace(session, last_seen_ms=now)
-            if self._due_for_rotation(session, now):
+            if due:
                 updated = self._rotated(updated, now)
             if await self._store.swap(session, updated):
                 return dataclasses.replace(updated, version=session.version + 1)
