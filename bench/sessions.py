@@ -38,7 +38,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from typing import Any
 
 import aiohttp
 
+from _common import free_port, gateway_env, stop, verdict
 from ccgateway.config import load_settings
 from ccgateway.gateway import open_gateway
 
@@ -114,26 +114,6 @@ class Memory:
 
 
 # -- processes ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def gateway_env(data_dir: Path, port: int) -> dict[str, str]:
-    """The inherited environment without any CCGW_* setting, plus the benchmark's own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCGW_")}
-    env.update(
-        CCGW_DATA_DIR=str(data_dir),
-        CCGW_LISTEN_HOST="127.0.0.1",
-        CCGW_LISTEN_PORT=str(port),
-        CCGW_LOG_LEVEL="WARNING",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
 
 
 def spawn(argv: list[str], env: dict[str, str], log_path: Path | None) -> subprocess.Popen[bytes]:
@@ -522,25 +502,9 @@ async def run(args: argparse.Namespace, tmp: Path, processes: list[subprocess.Po
     print(f"run_s {time.perf_counter() - run_started:.1f}")
     if errors or len(event_s) < args.samples // 2:
         print("INVALID RUN: errors or too few samples", file=sys.stderr)
-    print(f"bar sessions_rss_mb {rss_mib:.1f} <{RSS_BAR_MIB:g} {_verdict(rss_mib < RSS_BAR_MIB)}")
-    print(f"bar poll_event_p99_ms {p99:.2f} <{P99_BAR_MS:g} {_verdict(p99 < P99_BAR_MS)}")
+    print(f"bar sessions_rss_mb {rss_mib:.1f} <{RSS_BAR_MIB:g} {verdict(rss_mib < RSS_BAR_MIB)}")
+    print(f"bar poll_event_p99_ms {p99:.2f} <{P99_BAR_MS:g} {verdict(p99 < P99_BAR_MS)}")
     return 1 if errors else 0
-
-
-def _verdict(passed: bool) -> str:
-    return "PASS" if passed else "FAIL"
-
-
-def stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
