@@ -125,10 +125,8 @@ async def record_file_download_ex(request: web.Request, agent_id: int) -> web.St
             raise GatewayError(retcodes.FILE_MISSING)
         recording = found[-1]
         attempt.record_id = recording.file_name
-        location = recording.location_id if query.get("locationId") is None else None
-        located = core.files.locate(
-            agent, recording.file_name, query.get("locationId") or location, video=False
-        )
+        location = query.get("locationId") or recording.location_id
+        located = core.files.locate(agent, recording.file_name, location, video=False)
         return await _send_file(request, core, attempt, located)
 
     return await _audited(request, agent_id, "recordfiledownloadEx", body)
