@@ -124,6 +124,13 @@ class SessionManager:
                     gone.append(agent_id)
         return gone
 
+    async def signed_in_count(self) -> int:
+        """How many agents are signed in (one store call; cheap, fit for a metrics gauge).
+
+        An agent idle past the timeout counts until the sweeper signs it out (within seconds).
+        """
+        return await self._store.count()
+
     async def is_signed_in(self, agent_id: int) -> bool:
         session = await self._store.get(agent_id)
         return session is not None and not self._is_idle(session, self._clock.now_ms())

@@ -245,3 +245,25 @@ async def test_redis_sessions_expire_and_stale_idle_members_are_pruned(
     await raw_redis.delete(f"{prefix}session:101")
     assert await store.idle_since(100) == []
     assert await raw_redis.zscore(f"{prefix}last_seen", "101") is None
+
+
+# -- count --------------------------------------------------------------------------------------
+
+
+async def test_count_follows_create_swap_and_delete(backend: Node, peer: PeerFactory) -> None:
+    store, _ = backend
+    other, _ = await peer()
+    assert await store.count() == 0
+    assert await store.create(session(101))
+    assert await store.create(session(102))
+    assert not await other.create(session(101, "again"))  # refused: not counted twice
+    assert await store.count() == 2 and await other.count() == 2
+    current = await store.get(101)
+    assert current is not None
+    assert await other.swap(current, dataclasses.replace(current, guid="g2", last_seen_ms=5))
+    assert await store.count() == 2
+    assert await other.delete(101)
+    assert not await store.delete(101)
+    assert await store.count() == 1 and await other.count() == 1
+    assert await store.delete(102)
+    assert await store.count() == 0

@@ -89,6 +89,10 @@ class SessionStore(Protocol):
         """Agents whose last poll was before ``before_ms``."""
         ...
 
+    async def count(self) -> int:
+        """How many sessions are stored (signed-in agents, idle ones until they are swept)."""
+        ...
+
 
 class EventBus(Protocol):
     async def publish(self, event: Event) -> None:

@@ -40,6 +40,9 @@ class MemorySessionStore:
     async def idle_since(self, before_ms: int) -> list[int]:
         return [s.agent_id for s in self._sessions.values() if s.last_seen_ms < before_ms]
 
+    async def count(self) -> int:
+        return len(self._sessions)
+
 
 class MemoryEventBus:
     """Per-agent FIFO queues; a waiting poll is woken by the publish that fills its queue."""

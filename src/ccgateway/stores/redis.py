@@ -11,7 +11,8 @@ Key layout, under a prefix (default ``ccgw:``):
     ``ttl_s`` (24 h) after its last create or swap, so an abandoned session does not live forever.
 ``<prefix>last_seen``
     sorted set, agent id -> ``last_seen_ms``; kept in step with the hashes by the same Lua scripts
-    (create, swap, delete), read by ``idle_since``. Members left by an expired hash are pruned.
+    (create, swap, delete), read by ``idle_since`` and (``ZCARD``, O(1)) by ``count``. Members
+    left by an expired hash are pruned by ``idle_since`` (until then ``count`` includes them).
 ``<prefix>events:<agent_id>``
     list, the agent's queued events as JSON, oldest first, at most ``max_queued`` long.
 ``<prefix>inflight:<agent_id>``
@@ -327,6 +328,10 @@ class RedisSessionStore:
             else:  # the hash expired (TTL): drop its member, unless it was recreated meanwhile
                 await self._prune(keys=[self._key(agent_id), self._last_seen], args=[agent_id])
         return idle
+
+    async def count(self) -> int:
+        """``ZCARD`` of ``last_seen``: O(1), one round trip."""
+        return int(await self._redis.zcard(self._last_seen))
 
 
 class RedisEventBus:
