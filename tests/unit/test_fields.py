@@ -17,7 +17,7 @@ def test_integers_from_strings_or_numbers() -> None:
     assert reader(status=3).integer("status", default=0) == 3
     assert reader().integer("status", default=4) == 4
     assert reader(status="").integer("status", default=4) == 4
-    for bad in (True, "4.0", "four", [4], "9" * 20):
+    for bad in (True, "4.0", "four", [4], "9" * 20, "--5", "\u00b2", "\u0664", "4_0"):
         with pytest.raises(GatewayError) as info:
             reader(status=bad).integer("status", default=0)
         assert info.value.retcode is retcodes.SIGN_IN_PARAMETER_INVALID
@@ -44,6 +44,8 @@ def test_text_limits() -> None:
         reader(p="a\nb").text("p", max_length=24)
     with pytest.raises(GatewayError):
         reader(p={"a": 1}).text("p", max_length=24)
+    with pytest.raises(GatewayError):  # a lone surrogate (JSON "\ud800") cannot be encoded
+        reader(p="a\ud800").text("p", max_length=24)
 
 
 def test_set_guid_round_trip() -> None:
@@ -60,3 +62,6 @@ def test_request_guid() -> None:
     assert request_guid({}) is None
     assert request_guid({"Guid": ""}) is None
     assert request_guid({"Guid": "x" * 500}) is None
+    assert request_guid({"Guid": "  "}) is None
+    for junk in ("\udcff\udcfe", "caf\u00e9", "a\u0085b"):  # undecodable bytes, non-ASCII
+        assert request_guid({"Guid": junk}) is None

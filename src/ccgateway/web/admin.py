@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from typing import Any
 
 from aiohttp import web
 
 from ccgateway import retcodes
+from ccgateway.agents import is_work_no
 from ccgateway.catalog import CatalogError, Registration
 from ccgateway.errors import GatewayError
 from ccgateway.sources.base import SourceError
@@ -23,6 +25,10 @@ from ccgateway.web.responses import ok
 from ccgateway.web.state import gateway
 
 PREFIX = "/ccgateway/admin/v1"
+MAX_VDN = 2**31 - 1
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+MAX_AUDIT_LIMIT = 10_000
+_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: int() also takes "1_0", " 1" and "٤"
 
 
 @web.middleware
@@ -33,8 +39,10 @@ async def admin_auth(request: web.Request, handler: Any) -> web.StreamResponse:
     token = gateway(request).settings.admin_token
     if not token:
         raise GatewayError(retcodes.BAD_INTERFACE_PARAMETER, "admin API off", http_status=404)
-    given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    given = request.headers.get("Authorization", "")  # undecodable bytes arrive as surrogates
+    if not hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), f"Bearer {token}".encode()
+    ):
         raise GatewayError(retcodes.NO_RIGHT, "admin token", http_status=401)
     response = await handler(request)
     return response
@@ -61,17 +69,21 @@ async def register_file_recording(request: web.Request) -> web.StreamResponse:
     request[INTERFACE] = "adminRegisterFileRecording"
     core = gateway(request)
     body = await _body(request)
-    members = body.get("participants", [])
+    texts = {name: body.get(name, "") for name in ("recordId", "fileName", "callId")}
+    if not all(isinstance(value, str) for value in texts.values()):
+        raise _bad_request("recordId, fileName and callId are strings")
+    location = _number_text(body.get("locationId", "65535"), "locationId")
+    media = _number_text(body.get("fileMediaType", 2), "fileMediaType")
     try:
         recording = await core.files.register(
-            str(body.get("recordId", "")),
-            str(body.get("fileName", "")),
-            call_id=str(body.get("callId", "")),
-            location_id=str(body.get("locationId", "65535")),
-            media=int(body.get("fileMediaType", 2)),
-            participants=frozenset(int(m) for m in members),
+            texts["recordId"],
+            texts["fileName"],
+            call_id=texts["callId"],
+            location_id=location,
+            media=int(media),
+            participants=_participants(body.get("participants", []), required=False),
         )
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
         raise GatewayError(retcodes.ADMIN_BAD_REQUEST, str(exc), http_status=400) from None
     await core.files.announce_pending(core.settings.video_events)
     return ok(
@@ -122,19 +134,52 @@ async def remove_recording(request: web.Request) -> web.StreamResponse:
 async def query_audit(request: web.Request) -> web.StreamResponse:
     request[INTERFACE] = "adminAudit"
     query = request.query
-    try:
-        records = await gateway(request).auditor.store.query(
-            agent_id=int(query["agent"]) if "agent" in query else None,
-            conference_id=query.get("conference"),
-            outcome=query.get("outcome"),
-            since_ms=int(query["since"]) if "since" in query else None,
-            limit=min(int(query.get("limit", "1000")), 10_000),
-        )
-    except ValueError:
-        raise GatewayError(
-            retcodes.ADMIN_BAD_REQUEST, "agent/since/limit", http_status=400
-        ) from None
+    agent = _query_int(query.get("agent"), "agent", 0, 999_999)
+    since = _query_int(query.get("since"), "since", 0, MAX_TIME_MS)
+    limit = _query_int(query.get("limit"), "limit", 1, 2**63 - 1)
+    records = await gateway(request).auditor.store.query(
+        agent_id=agent,
+        conference_id=query.get("conference"),
+        outcome=query.get("outcome"),
+        since_ms=since,
+        limit=min(limit or 1000, MAX_AUDIT_LIMIT),
+    )
     return ok(request, [audit_json(r) for r in records])
+
+
+def _bad_request(why: str) -> GatewayError:
+    return GatewayError(retcodes.ADMIN_BAD_REQUEST, why, http_status=400)
+
+
+def _query_int(value: str | None, name: str, low: int, high: int) -> int | None:
+    """A query parameter of ASCII digits within [low, high]; None when absent."""
+    if value is None:
+        return None
+    if not _DIGITS.fullmatch(value) or not low <= int(value) <= high:
+        raise _bad_request(f"{name}: an integer from {low} to {high}")
+    return int(value)
+
+
+def _number_text(value: Any, name: str) -> str:
+    """A JSON integer or a string of ASCII digits, as the digits (locationId, fileMediaType)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**19:
+        return str(value)
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return value
+    raise _bad_request(f"{name}: digits")
+
+
+def _participants(members: Any, *, required: bool) -> frozenset[int]:
+    """A list of work numbers (JSON integers or digit strings), 101-999999."""
+    if not isinstance(members, list) or (required and not members):
+        raise _bad_request("participants: a list of work numbers")
+    numbers = set()
+    for member in members:
+        text = _number_text(member, "participants") if not isinstance(member, bool) else ""
+        if not text or not is_work_no(int(text)):
+            raise _bad_request("participants: work numbers 101-999999")
+        numbers.add(int(text))
+    return frozenset(numbers)
 
 
 def add_admin_routes(app: web.Application) -> None:
@@ -148,42 +193,41 @@ def add_admin_routes(app: web.Application) -> None:
 
 
 def parse_registration(body: dict[str, Any]) -> Registration:
-    def bad(why: str) -> GatewayError:
-        return GatewayError(retcodes.ADMIN_BAD_REQUEST, why, http_status=400)
-
     files = body.get("files")
     if not isinstance(files, dict) or not files:
-        raise bad('files: an object like {"hd": "/path.mp4"}')
+        raise _bad_request('files: an object like {"hd": "/path.mp4"}')
     by_type: dict[FileType, str] = {}
     for name, location in files.items():
         if name.upper() not in FileType.__members__ or not isinstance(location, str):
-            raise bad("files: keys hd, sd, aux with string locations")
+            raise _bad_request("files: keys hd, sd, aux with string locations")
+        if not location.isprintable():  # NUL, control characters, lone surrogates
+            raise _bad_request("files: a location of printable characters")
         by_type[FileType[name.upper()]] = location
-    members = body.get("participants")
-    if not isinstance(members, list) or not all(
-        isinstance(m, int | str) and str(m).isdigit() for m in members
-    ):
-        raise bad("participants: a list of work numbers")
-    try:
-        return Registration(
-            conference_id=str(body.get("conferenceId", "")),
-            record_id=str(body.get("recordId", "")),
-            participants=frozenset(int(m) for m in members),
-            files=by_type,
-            vdn=int(body.get("vdn", 1)),
-            call_id=str(body.get("callId", "")),
-            started_ms=_optional_int(body.get("startTime")),
-            ended_ms=_optional_int(body.get("endTime")),
-            location_id=str(body.get("locationId", "255")),
-            caller=str(body.get("caller", "")),
-            called=str(body.get("called", "")),
-        )
-    except (TypeError, ValueError):
-        raise bad("vdn, startTime and endTime are integers") from None
+    return Registration(
+        conference_id=str(body.get("conferenceId", "")),
+        record_id=str(body.get("recordId", "")),
+        participants=_participants(body.get("participants"), required=False),
+        files=by_type,
+        vdn=_bounded_int(body.get("vdn", 1), "vdn", 1, MAX_VDN),
+        call_id=str(body.get("callId", "")),
+        started_ms=_optional_time(body.get("startTime"), "startTime"),
+        ended_ms=_optional_time(body.get("endTime"), "endTime"),
+        location_id=str(body.get("locationId", "255")),
+        caller=str(body.get("caller", "")),
+        called=str(body.get("called", "")),
+    )
 
 
-def _optional_int(value: Any) -> int | None:
-    return None if value in (None, "") else int(value)
+def _bounded_int(value: Any, name: str, low: int, high: int) -> int:
+    """A JSON integer or a string of ASCII digits within [low, high] (the store's columns)."""
+    text = _number_text(value, name) if not isinstance(value, bool) else ""
+    if not text or not low <= int(text) <= high:
+        raise _bad_request(f"{name}: an integer from {low} to {high}")
+    return int(text)
+
+
+def _optional_time(value: Any, name: str) -> int | None:
+    return None if value in (None, "") else _bounded_int(value, name, 0, MAX_TIME_MS)
 
 
 def conference_json(conference: ConferenceRecord) -> dict[str, Any]:
@@ -240,7 +284,7 @@ def audit_json(record: AuditRecord) -> dict[str, Any]:
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.read() or b"{}")
-    except (web.HTTPRequestEntityTooLarge, ValueError, UnicodeDecodeError):
+    except (web.HTTPRequestEntityTooLarge, ValueError, UnicodeDecodeError, RecursionError):
         raise GatewayError(retcodes.ADMIN_BAD_REQUEST, "body", http_status=400) from None
     if not isinstance(body, dict):
         raise GatewayError(retcodes.ADMIN_BAD_REQUEST, "body", http_status=400)

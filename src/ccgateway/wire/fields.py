@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,6 +10,7 @@ from ccgateway.errors import GatewayError
 from ccgateway.retcodes import Retcode
 
 _MISSING = object()
+_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: int() also takes "²" and "٤" (or fails)
 
 
 class FieldReader:
@@ -34,6 +36,8 @@ class FieldReader:
             raise self._bad(name, f"longer than {max_length}")
         if any(ord(c) < 32 or ord(c) == 127 for c in text):
             raise self._bad(name, "control character")
+        if any(0xD800 <= ord(c) <= 0xDFFF for c in text):  # a lone "\ud800" escape: not UTF-8
+            raise self._bad(name, "lone surrogate")
         return text
 
     def integer(self, name: str, *, default: int) -> int:
@@ -44,7 +48,7 @@ class FieldReader:
             raise self._bad(name, "not an integer")
         if isinstance(value, int):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 12:
+        if isinstance(value, str) and len(value) < 12 and _INTEGER.fullmatch(value.strip()):
             return int(value)
         raise self._bad(name, "not an integer")
 

@@ -23,8 +23,12 @@ def parse_set_guid(value: str) -> str | None:
 
 
 def request_guid(headers: Mapping[str, str]) -> str | None:
-    """The ``Guid`` header (any case) of a request; None if absent, empty or oversized."""
+    """The ``Guid`` header (any case) of a request; None if absent, empty, oversized or not
+    printable ASCII (a GUID never is: such a value, even undecodable bytes, is just wrong)."""
     value = headers.get(GUID)
     if value is None or not value or len(value) > MAX_GUID_LENGTH:
         return None
-    return value.strip()
+    value = value.strip()
+    if not value or not value.isascii() or not value.isprintable():
+        return None
+    return value
