@@ -324,7 +324,8 @@ def compare_downloads(
 
 def run(args: argparse.Namespace, tmp: Path, processes: list[subprocess.Popen[bytes]]) -> int:
     started = time.perf_counter()
-    work_nos = list(range(FIRST_WORK_NO, FIRST_WORK_NO + args.agents + args.samplers))
+    extra = args.samplers if args.direct else 0
+    work_nos = list(range(FIRST_WORK_NO, FIRST_WORK_NO + args.agents + args.samplers + extra))
     nginx_binary = cl.ensure_nginx()
     print(
         f"cluster benchmark: {args.agents} long-polling agents + {args.samplers} samplers,"
@@ -409,9 +410,14 @@ def _run(
         " cluster through nginx's plain listener, embedded directly:",
         flush=True,
     )
-    cluster = make_side("cluster", front + RESOURCE, work_nos, args.agents)
-    embedded = make_side("embedded", embedded_base, work_nos, args.agents)
-    asyncio.run(measure_latency([cluster, embedded], args.samples, args.pause_ms / 1000))
+    shared = work_nos[: args.agents + args.samplers]
+    cluster = make_side("cluster", front + RESOURCE, shared, args.agents)
+    embedded = make_side("embedded", embedded_base, shared, args.agents)
+    sides = [cluster, embedded]
+    if args.direct:  # node 0 without nginx, its own samplers: what the nginx hop costs
+        node_base = f"http://127.0.0.1:{ports[0]}{RESOURCE}"
+        sides.append(make_side("node0", node_base, work_nos[len(shared) :], 0))
+    asyncio.run(measure_latency(sides, args.samples, args.pause_ms / 1000))
 
     # -- download ---------------------------------------------------------------------------------
     media = www / "recording.mp4"
@@ -475,10 +481,11 @@ def _run(
     offload = statistics.median(speeds["offload"])
     static = statistics.median(speeds["nginx-static"])
     offload_ratio = offload / static
-    errors = cluster.errors + embedded.errors
+    errors = sum(side.errors for side in sides)
     print()
-    print(f"poll_event_p50_ms cluster {cluster.p(50):.2f} embedded {embedded.p(50):.2f}")
-    print(f"poll_event_p99_ms cluster {cluster.p(99):.2f} embedded {embedded.p(99):.2f}")
+    for q in (50, 99):
+        line = " ".join(f"{side.name} {side.p(q):.2f}" for side in sides)
+        print(f"poll_event_p{q}_ms {line}")
     print(f"download_mib_s offload {offload:.0f} nginx_static {static:.0f}")
     print(f"errors {errors}")
     print(f"nginx_error_log_lines {len(nginx_errors)}")
@@ -509,6 +516,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--size-mib", type=int, default=1024, help="size of the download")
     parser.add_argument("--rounds", type=int, default=5, help="downloads per side")
     parser.add_argument("--timeout", type=int, default=290, help="hard limit of the run, s")
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="also time polls sent to node 0 directly (no nginx), with their own samplers",
+    )
     args = parser.parse_args(argv)
     if min(args.agents, args.samplers, args.size_mib, args.rounds) < 1 or args.samples < 2:
         parser.error("counts must be >= 1 (--samples >= 2)")

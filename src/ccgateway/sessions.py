@@ -11,13 +11,14 @@ Errors: no session â†’ 100-006; a session but a wrong, missing or expired GUID â
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-import hmac
 import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ccgateway import retcodes
 from ccgateway.agents import AgentDirectory
@@ -25,7 +26,16 @@ from ccgateway.clock import Clock
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.events import sign_in_events
-from ccgateway.stores.base import AgentRecord, EventBus, SessionRecord, SessionStore
+from ccgateway.stores.base import (
+    AgentRecord,
+    Event,
+    EventBus,
+    PollingSessionStore,
+    PollRules,
+    SessionRecord,
+    SessionStore,
+    guid_accepted,
+)
 
 _CAS_ATTEMPTS = 8
 # A poll records "last seen" at most this often: idle sign-out may come up to this much early.
@@ -46,10 +56,6 @@ def new_guid(node_name: str) -> str:
     return f"{uuid.UUID(bytes=secrets.token_bytes(16), version=4)}.{node_name}"
 
 
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
-
-
 class SessionManager:
     def __init__(
         self,
@@ -64,6 +70,11 @@ class SessionManager:
         self._directory = directory
         self._store = store
         self._events = events
+        # A store that takes a poll's first step in one round trip (see ``poll_events``).
+        self._polling: PollingSessionStore | None = (
+            cast("PollingSessionStore", store) if callable(getattr(store, "poll", None)) else None
+        )
+        self._waking = asyncio.Event()
 
     # -- sign-in and sign-out -------------------------------------------------------------------
 
@@ -165,6 +176,62 @@ class SessionManager:
                 return dataclasses.replace(updated, version=session.version + 1)
         raise GatewayError(retcodes.NO_RIGHT)
 
+    async def poll_events(
+        self, agent_id: int, guid: str | None, wait_s: float
+    ) -> tuple[SessionRecord, Event | None]:
+        """An event poll: authenticate it as ``poll`` does, then the agent's oldest event,
+        waiting up to ``wait_s`` for one (none once ``wake_polls`` was called).
+
+        With a store that can (``PollingSessionStore``: Redis), the authentication, the session
+        write and the claim of an event already waiting are one atomic step, one round trip; a
+        session replaced after it (force sign-in, sign-out) takes no event from this poll.
+        Otherwise, or when that step is refused (then ``poll`` reports why), two calls.
+        """
+        if self._polling is not None and guid is not None:
+            now = self._clock.now_ms()
+            polled = await self._polling.poll(agent_id, guid, self._rules(now), self._events)
+            if polled is not None:
+                if polled.event is not None or wait_s <= 0:
+                    return polled.session, polled.event
+                return polled.session, await self._wait(agent_id, wait_s, polled.generation)
+        session = await self.poll(agent_id, guid)
+        if wait_s <= 0 or self._waking.is_set():
+            return session, await self._events.next(agent_id, 0)
+        return session, await self._wait(agent_id, wait_s, None)
+
+    def wake_polls(self) -> None:
+        """Shutting down: every poll waiting for an event answers empty now, and later polls
+        answer at once (an event already waiting is still handed out). Not undone."""
+        self._waking.set()
+
+    async def _wait(self, agent_id: int, wait_s: float, generation: int | None) -> Event | None:
+        if self._waking.is_set():
+            return None if generation is not None else await self._events.next(agent_id, 0)
+        waiting = asyncio.ensure_future(self._events.next(agent_id, wait_s, generation=generation))
+        woken = asyncio.ensure_future(self._waking.wait())
+        try:
+            await asyncio.wait((waiting, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            if not waiting.done():
+                waiting.cancel()
+                # Let a cancelled claim hand its event back (the bus does) before answering.
+                await asyncio.wait((waiting,))
+        with contextlib.suppress(asyncio.CancelledError):
+            return waiting.result()
+        return None
+
+    def _rules(self, now: int) -> PollRules:
+        settings = self._settings
+        return PollRules(
+            now_ms=now,
+            idle_timeout_ms=settings.agent_idle_timeout_ms,
+            touch_every_ms=TOUCH_EVERY_MS,
+            rotate_after_ms=settings.guid_interval_ms if settings.auth_mode == 2 else None,
+            guid_timeout_ms=settings.guid_timeout_ms,
+            new_guid=new_guid(settings.node_name),
+        )
+
     async def replace_guid(self, agent_id: int, guid: str | None) -> SessionRecord:
         """updateGuid: issue a new GUID now; the one presented stops being accepted."""
         for _ in range(_CAS_ATTEMPTS):
@@ -187,10 +254,7 @@ class SessionManager:
         return now - session.last_seen_ms > self._settings.agent_idle_timeout_ms
 
     def _accepts(self, session: SessionRecord, guid: str, now: int) -> bool:
-        accepted = _same(session.guid, guid)
-        for old, valid_until in session.retired:
-            accepted |= _same(old, guid) and now <= valid_until
-        return accepted
+        return guid_accepted(session, guid, now)
 
     def _due_for_rotation(self, session: SessionRecord, now: int) -> bool:
         return (

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio
 
-from ccgateway.stores.base import SessionRecord
+from ccgateway.agents import AgentDirectory
+from ccgateway.clock import ManualClock
+from ccgateway.config import load_settings
+from ccgateway.errors import GatewayError
+from ccgateway.sessions import TOUCH_EVERY_MS, SessionManager
+from ccgateway.stores.base import AgentRecord, Event, SessionRecord
+from ccgateway.stores.redis import RedisEventBus, RedisSessionStore, open_redis
 from tests.contract.conftest import Node, PeerFactory
+from tests.contract.test_event_bus import HoldingProxy
 
 
 def session(agent_id: int = 101, guid: str = "g1", last_seen_ms: int = 0) -> SessionRecord:
@@ -267,3 +278,313 @@ async def test_count_follows_create_swap_and_delete(backend: Node, peer: PeerFac
     assert await store.count() == 1 and await other.count() == 1
     assert await store.delete(102)
     assert await store.count() == 0
+
+
+# -- an event poll through SessionManager (one step on Redis, two calls on memory) ---------------
+
+INTERVAL_MS, GRACE_MS, IDLE_MS = 60_000, 90_000, 120_000
+
+
+class NoAgents:
+    """The directory's store: polls never read it."""
+
+    async def get(self, work_no: int) -> AgentRecord | None:
+        return None
+
+    async def add(self, agent: AgentRecord) -> bool:
+        return False
+
+    async def set_password_hash(self, work_no: int, password_hash: str) -> bool:
+        return False
+
+    async def remove(self, work_no: int) -> bool:
+        return False
+
+    async def list(self) -> list[AgentRecord]:
+        return []
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def managers(
+    backend: Node, peer: PeerFactory, clock: ManualClock
+) -> AsyncIterator[Callable[..., Awaitable[SessionManager]]]:
+    """Opens SessionManagers of one shared state (the first on ``backend``), on ``clock``."""
+    directories: list[AgentDirectory] = []
+
+    async def open_manager(node: Node | None = None, **settings: str) -> SessionManager:
+        store, bus = node or await peer()
+        directory = AgentDirectory(NoAgents())
+        directories.append(directory)
+        values = {
+            "AUTHMODE": "2",
+            "GUIDINTERVAL": str(INTERVAL_MS),
+            "GUIDTIMEOUT": str(GRACE_MS),
+            "NODE_NAME": f"AgentGateway{len(directories) - 1}",
+            **settings,
+        }
+        return SessionManager(load_settings(environ={}, **values), clock, directory, store, bus)
+
+    yield open_manager
+    for directory in directories:
+        directory.close()
+
+
+async def signed_in(backend: Node, clock: ManualClock, agent_id: int = 101) -> str:
+    """A session as sign-in stores it, with its queue cleared; its GUID."""
+    store, bus = backend
+    now = clock.now_ms()
+    guid = f"{uuid.uuid4()}.AgentGateway0"
+    assert await store.create(SessionRecord(agent_id, guid, now, now, now, "AgentGateway0"))
+    await bus.clear(agent_id)
+    return guid
+
+
+def ev(name: str, agent_id: int = 101) -> Event:
+    return Event(name, agent_id, {"name": name}, 1_700_000_000_000)
+
+
+def retcode_of(error: pytest.ExceptionInfo[GatewayError]) -> str:
+    return error.value.retcode.code
+
+
+async def test_poll_hands_out_the_waiting_event_and_touches_every_5_s(
+    backend: Node, managers: Callable[..., Awaitable[SessionManager]], clock: ManualClock
+) -> None:
+    store, bus = backend
+    manager = await managers(backend)
+    guid = await signed_in(backend, clock)
+    for name in ("a", "b"):
+        await bus.publish(ev(name))
+    clock.advance(TOUCH_EVERY_MS - 1)
+    session, got = await manager.poll_events(101, guid, 5)
+    assert got is not None and got.event_type == "a" and got.content == {"name": "a"}
+    assert (session.guid, session.version, session.last_seen_ms) == (guid, 1, clock.now_ms() - 4999)
+    clock.advance(1)
+    session, got = await manager.poll_events(101, guid, 5)
+    assert got is not None and got.event_type == "b"
+    assert (session.version, session.last_seen_ms) == (2, clock.now_ms())
+    assert await store.get(101) == session
+    assert await store.idle_since(clock.now_ms()) == []
+    assert await store.idle_since(clock.now_ms() + 1) == [101]
+    session, got = await manager.poll_events(101, guid, 0)
+    assert got is None and session.version == 2
+
+
+async def test_poll_rotates_and_the_old_guid_keeps_working_for_the_grace(
+    backend: Node, managers: Callable[..., Awaitable[SessionManager]], clock: ManualClock
+) -> None:
+    store, bus = backend
+    manager = await managers(backend)
+    first = await signed_in(backend, clock)
+    clock.advance(INTERVAL_MS - 1)
+    session, _ = await manager.poll_events(101, first, 0)
+    assert session.guid == first
+    clock.advance(1)
+    await bus.publish(ev("a"))
+    session, got = await manager.poll_events(101, first, 0)
+    second = session.guid
+    assert got is not None and got.event_type == "a"
+    assert second != first and second.endswith(".AgentGateway0")
+    assert session.guid_issued_ms == clock.now_ms()
+    assert session.retired == ((first, clock.now_ms() + GRACE_MS),)
+    assert await store.get(101) == session
+    rotated = clock.now_ms()
+    clock.advance(GRACE_MS)  # the last moment of the grace; second is due for rotation too
+    session, _ = await manager.poll_events(101, first, 0)
+    third = session.guid
+    assert third not in (first, second)
+    assert session.retired == ((first, rotated + GRACE_MS), (second, clock.now_ms() + GRACE_MS))
+    clock.advance(1)
+    with pytest.raises(GatewayError) as refused:
+        await manager.poll_events(101, first, 0)
+    assert retcode_of(refused) == "000-003"
+    assert (await manager.poll_events(101, second, 0))[0].guid == third
+    clock.advance(INTERVAL_MS)  # rotates again: the expired first is dropped
+    session, _ = await manager.poll_events(101, third, 0)
+    assert session.retired == (
+        (second, rotated + 2 * GRACE_MS),
+        (third, clock.now_ms() + GRACE_MS),
+    )
+    assert await store.get(101) == session
+
+
+async def test_authmode_1_never_rotates(
+    backend: Node, managers: Callable[..., Awaitable[SessionManager]], clock: ManualClock
+) -> None:
+    manager = await managers(backend, AUTHMODE="1")
+    guid = await signed_in(backend, clock)
+    clock.advance(IDLE_MS)  # two intervals
+    session, _ = await manager.poll_events(101, guid, 0)
+    assert session.guid == guid and session.retired == () and session.version == 2
+
+
+async def test_refused_polls_take_no_event(
+    backend: Node, managers: Callable[..., Awaitable[SessionManager]], clock: ManualClock
+) -> None:
+    _, bus = backend
+    manager = await managers(backend)
+    with pytest.raises(GatewayError) as refused:
+        await manager.poll_events(101, "nobody", 0)
+    assert retcode_of(refused) == "100-006"
+    guid = await signed_in(backend, clock)
+    await bus.publish(ev("a"))
+    for wrong in (None, "", guid.upper(), guid + "x", guid[:-1], f"{uuid.uuid4()}.AgentGateway0"):
+        with pytest.raises(GatewayError) as refused:
+            await manager.poll_events(101, wrong, 0)
+        assert retcode_of(refused) == "000-003"
+    _, got = await manager.poll_events(101, guid, 0)
+    assert got is not None and got.event_type == "a"
+
+
+async def test_an_idle_agent_is_signed_out_by_its_next_poll(
+    backend: Node, managers: Callable[..., Awaitable[SessionManager]], clock: ManualClock
+) -> None:
+    store, bus = backend
+    manager = await managers(backend)
+    guid = await signed_in(backend, clock)
+    clock.advance(IDLE_MS)
+    await manager.poll_events(101, guid, 0)  # exactly the timeout: still signed in
+    await bus.publish(ev("a"))
+    clock.advance(IDLE_MS + 1)
+    with pytest.raises(GatewayError) as refused:
+        await manager.poll_events(101, guid, 0)
+    assert retcode_of(refused) == "100-006"
+    assert await store.get(101) is None and await store.count() == 0
+    assert await bus.next(101, 0) is None  # its queue went with it
+
+
+async def test_a_held_poll_of_a_replaced_session_takes_no_event(
+    backend: Node, managers: Callable[..., Awaitable[SessionManager]], clock: ManualClock
+) -> None:
+    store, bus = backend
+    a = await managers(backend)
+    b = await managers()
+    old = await signed_in(backend, clock)
+    held = asyncio.create_task(a.poll_events(101, old, 5))
+    await asyncio.sleep(0.1)
+    assert not held.done()
+    assert await store.delete(101)  # force sign-in, on whichever node
+    new = await signed_in(backend, clock)
+    await bus.publish(ev("AgentOther_InService"))
+    session, got = await asyncio.wait_for(held, 3)
+    assert got is None and session.guid == old
+    with pytest.raises(GatewayError):
+        await b.poll_events(101, old, 0)
+    _, got = await b.poll_events(101, new, 0)
+    assert got is not None and got.event_type == "AgentOther_InService"
+
+
+async def test_polls_on_every_node_get_each_event_once_in_order(
+    backend: Node, managers: Callable[..., Awaitable[SessionManager]], clock: ManualClock
+) -> None:
+    _, bus = backend
+    nodes = [await managers(backend), await managers(), await managers()]
+    guid = await signed_in(backend, clock)
+
+    async def consume(manager: SessionManager) -> list[int]:
+        got: list[int] = []
+        while (event := (await manager.poll_events(101, guid, 0.5))[1]) is not None:
+            got.append(int(event.event_type))
+        return got
+
+    consumers = [asyncio.create_task(consume(nodes[i % 3])) for i in range(6)]
+    for i in range(60):
+        await bus.publish(ev(str(i)))
+        if i % 10 == 0:
+            await asyncio.sleep(0.01)
+    per_consumer = await asyncio.wait_for(asyncio.gather(*consumers), 10)
+    assert sorted(n for got in per_consumer for n in got) == list(range(60))
+    for got in per_consumer:
+        assert got == sorted(got)
+
+
+async def test_wake_polls_answers_held_polls_empty_at_once(
+    backend: Node, managers: Callable[..., Awaitable[SessionManager]], clock: ManualClock
+) -> None:
+    _, bus = backend
+    manager = await managers(backend)
+    guid = await signed_in(backend, clock)
+    held = [asyncio.create_task(manager.poll_events(101, guid, 10)) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    assert not any(poll.done() for poll in held)
+    started = time.monotonic()
+    manager.wake_polls()
+    answers = await asyncio.wait_for(asyncio.gather(*held), 2)
+    assert [event for _, event in answers] == [None, None, None]
+    _, got = await manager.poll_events(101, guid, 10)  # later polls do not hold
+    assert got is None and time.monotonic() - started < 1
+    await bus.publish(ev("a"))  # but an event already waiting is still handed out
+    _, got = await manager.poll_events(101, guid, 10)
+    assert got is not None and got.event_type == "a"
+
+
+async def test_redis_a_poll_that_finds_an_event_is_one_round_trip(
+    raw_redis: redis.asyncio.Redis,
+    backend: Node,
+    managers: Callable[..., Awaitable[SessionManager]],
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, bus = backend
+    manager = await managers(backend)
+    guid = await signed_in(backend, clock)
+    await bus.publish(ev("a"))
+    await bus.publish(ev("b"))
+    client: redis.asyncio.Redis = store._redis  # type: ignore[attr-defined]
+    sent: list[str] = []
+    execute: Callable[..., Awaitable[Any]] = client.execute_command
+
+    async def counting(*args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]))
+        return await execute(*args, **options)
+
+    monkeypatch.setattr(client, "execute_command", counting)
+    await manager.poll_events(101, guid, 5)  # registers the script on first use
+    sent.clear()
+    clock.advance(INTERVAL_MS)  # touches and rotates too
+    session, got = await manager.poll_events(101, guid, 5)
+    assert got is not None and got.event_type == "b" and session.guid != guid
+    assert sent == ["EVALSHA"]
+
+
+async def test_redis_a_poll_cancelled_while_its_reply_is_late_loses_no_event(
+    raw_redis: redis.asyncio.Redis,
+    prefix: str,
+    backend: Node,
+    managers: Callable[..., Awaitable[SessionManager]],
+    clock: ManualClock,
+) -> None:
+    """The one-step poll claimed the event, its reply is delayed, the poll is cancelled: the
+    event goes back to the head of the queue, for the next poll."""
+    _, bus = backend
+    guid = await signed_in(backend, clock)
+    await bus.publish(ev("late"))
+    await bus.publish(ev("next"))
+    settings = raw_redis.connection_pool.connection_kwargs
+    proxy = HoldingProxy(settings["host"], settings["port"])
+    async with proxy.serving() as port:
+        client = await open_redis(f"redis://127.0.0.1:{port}/{settings.get('db', 0)}")
+        try:
+            remote = await managers(
+                (RedisSessionStore(client, prefix), RedisEventBus(client, prefix))
+            )
+            proxy.hold()
+            poll = asyncio.create_task(remote.poll_events(101, guid, 5))
+            await asyncio.sleep(0.2)
+            assert not poll.done()
+            poll.cancel()
+            proxy.release()
+            with pytest.raises(asyncio.CancelledError):
+                await poll
+            _, got = await remote.poll_events(101, guid, 1)
+            assert got is not None and got.event_type == "late"
+        finally:
+            await client.aclose()
+    local = await managers(backend)
+    _, got = await local.poll_events(101, guid, 1)
+    assert got is not None and got.event_type == "next"

@@ -7,6 +7,7 @@ memory) or by a shared one (PostgreSQL, Redis) without the core noticing.
 from __future__ import annotations
 
 import enum
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -44,6 +45,50 @@ class SessionRecord:
     retired: tuple[tuple[str, int], ...] = ()
     version: int = 0
     attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+def guid_accepted(session: SessionRecord, guid: str, now_ms: int) -> bool:
+    """Whether ``guid`` is the session's GUID, or a retired one still valid at ``now_ms``.
+
+    Every GUID is compared in constant time, and all of them are compared whatever matches.
+    """
+    presented = guid.encode()
+    accepted = hmac.compare_digest(session.guid.encode(), presented)
+    for old, valid_until in session.retired:
+        accepted |= hmac.compare_digest(old.encode(), presented) and now_ms <= valid_until
+    return accepted
+
+
+@dataclass(frozen=True)
+class PollRules:
+    """What an event poll does to its session, for a store that applies it in one step.
+
+    The poll is refused if the session was last seen more than ``idle_timeout_ms`` before
+    ``now_ms``. It records ``now_ms`` as last seen when that is at least ``touch_every_ms`` old,
+    or when it rotates: with ``rotate_after_ms`` set, once that long has passed since the GUID was
+    issued, ``new_guid`` replaces it and the old one stays accepted ``guid_timeout_ms`` more
+    (retired GUIDs already expired are dropped then). Every write increments the version.
+    """
+
+    now_ms: int
+    idle_timeout_ms: int
+    touch_every_ms: int
+    rotate_after_ms: int | None
+    guid_timeout_ms: int
+    new_guid: str
+
+
+@dataclass(frozen=True)
+class Polled:
+    """What a one-step poll did: the session as stored after it, and the event it claimed.
+
+    ``generation`` is the agent's event-queue generation the claim was made under: a wait for
+    more (``EventBus.next(..., generation=...)``) takes events of that generation only.
+    """
+
+    session: SessionRecord
+    event: Event | None
+    generation: int
 
 
 @dataclass(frozen=True)
@@ -94,13 +139,35 @@ class SessionStore(Protocol):
         ...
 
 
+class PollingSessionStore(SessionStore, Protocol):
+    """A SessionStore that can also take an event poll's whole first step in one round trip."""
+
+    async def poll(
+        self, agent_id: int, guid: str, rules: PollRules, events: EventBus
+    ) -> Polled | None:
+        """Atomically: check ``guid`` (see ``guid_accepted``), apply ``rules`` to the session,
+        and claim the agent's oldest event from ``events`` (without waiting).
+
+        None, having changed nothing, when it cannot: ``events`` is not a bus it shares state
+        with, or there is no session, or it is idle, or ``guid`` is not accepted. The caller then
+        takes the two-call path (``get``/``swap``, then ``EventBus.next``), which says why.
+        """
+        ...
+
+
 class EventBus(Protocol):
     async def publish(self, event: Event) -> None:
         """Queue ``event`` for agent ``event.work_no``."""
         ...
 
-    async def next(self, agent_id: int, timeout_s: float) -> Event | None:
-        """The agent's oldest queued event, waiting up to ``timeout_s`` for one."""
+    async def next(
+        self, agent_id: int, timeout_s: float, *, generation: int | None = None
+    ) -> Event | None:
+        """The agent's oldest queued event, waiting up to ``timeout_s`` for one.
+
+        Never an event queued after a ``clear`` that came after the call began (or, given
+        ``generation``, from ``Polled``, after that generation): such a call returns None.
+        """
         ...
 
     async def clear(self, agent_id: int) -> None: ...

@@ -68,13 +68,18 @@ class MemoryEventBus:
         async with signal:
             signal.notify()
 
-    async def next(self, agent_id: int, timeout_s: float) -> Event | None:
+    async def next(
+        self, agent_id: int, timeout_s: float, *, generation: int | None = None
+    ) -> Event | None:
+        if generation is None:
+            generation = self._generations.get(agent_id, 0)
+        elif generation != self._generations.get(agent_id, 0):
+            return None  # cleared since the poll began
         queue = self._queues.get(agent_id)
         if queue:
             return queue.popleft()
         if timeout_s <= 0:
             return None
-        generation = self._generations.get(agent_id, 0)
         signal = self._signal(agent_id)
 
         def ready() -> bool:

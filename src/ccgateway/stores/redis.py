@@ -46,6 +46,14 @@ None, whichever node cleared, so a poll of the old session never takes the new s
 It is not woken by the clear itself: it returns at the next publish (whose event it hands back,
 see ``_CLAIM``) or at its timeout.
 
+An event poll in one round trip: ``RedisSessionStore.poll`` (one script, ``_POLL``) checks the
+GUID, records "last seen" and rotates the GUID when due, and claims the oldest event under the
+generation it reads, atomically; ``SessionManager.poll_events`` uses it and, when no event was
+waiting, blocks in ``RedisEventBus.next`` under that generation. A poll that found an event waiting
+thus costs one ``EVALSHA``; the session and its queue are read in the same instant, so a session
+replaced (force sign-in) after it never hands this poll the new session's events. Anything else
+(no session, idle, a GUID not accepted) changes nothing and is left to the two-call path.
+
 Errors: redis-py's exceptions (``redis.exceptions.ConnectionError``, ``TimeoutError``, ...)
 propagate as they are; nothing here translates or swallows them.
 """
@@ -53,15 +61,23 @@ propagate as they are; nothing here translates or swallows them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import redis.asyncio
 
-from ccgateway.stores.base import Event, SessionRecord
+from ccgateway.stores.base import (
+    Event,
+    EventBus,
+    Polled,
+    PollRules,
+    SessionRecord,
+    guid_accepted,
+)
 
 log = logging.getLogger("ccgateway.stores.redis")
 
@@ -146,6 +162,73 @@ if event then
   return {generation, event}
 end
 return {generation, redis.call('LPOP', KEYS[2])}
+"""
+
+# An event poll's first step, in one round trip (``RedisSessionStore.poll``): check the GUID, touch
+# or rotate the session, claim the oldest event (as ``_CLAIM`` does on a poll's first claim).
+# KEYS: session, last_seen, inflight, events, gen.
+# ARGV: now_ms, idle_timeout_ms, touch_every_ms, rotate_after_ms ('' never), guid_timeout_ms,
+#       new_guid, SHA-1 hex of the presented GUID, ttl_ms, agent_id.
+# Returns {0} without a session, {2} when idle, {3} when the GUID is not accepted (nothing
+# changed), else {1, the session's fields after the poll (HGETALL), generation, event or nil}.
+# GUIDs are compared by their SHA-1 digests: how long a comparison takes can tell an attacker
+# about the digest of the GUID at most, not about the GUID.
+_POLL = """
+local s = redis.call('HMGET', KEYS[1], 'guid', 'guid_issued_ms', 'last_seen_ms', 'retired',
+  'version')
+local guid, version = s[1], s[5]
+if not guid or not version then
+  return {0}
+end
+local now = tonumber(ARGV[1])
+local seen = tonumber(s[3])
+if now - seen > tonumber(ARGV[2]) then
+  return {2}
+end
+local retired = cjson.decode(s[4])
+local accepted = redis.sha1hex(guid) == ARGV[7]
+for _, pair in ipairs(retired) do
+  if redis.sha1hex(pair[1]) == ARGV[7] and now <= pair[2] then
+    accepted = true
+  end
+end
+if not accepted then
+  return {3}
+end
+local due = ARGV[4] ~= '' and now - tonumber(s[2]) >= tonumber(ARGV[4])
+if due or now - seen >= tonumber(ARGV[3]) then
+  local fields = {'last_seen_ms', ARGV[1], 'version', tostring(tonumber(version) + 1)}
+  if due then
+    local kept = {}
+    for _, pair in ipairs(retired) do
+      if pair[2] >= now then
+        kept[#kept + 1] = '[' .. cjson.encode(pair[1]) .. ',' ..
+          string.format('%.0f', pair[2]) .. ']'
+      end
+    end
+    kept[#kept + 1] = '[' .. cjson.encode(guid) .. ',' ..
+      string.format('%.0f', now + tonumber(ARGV[5])) .. ']'
+    table.insert(fields, 'guid')
+    table.insert(fields, ARGV[6])
+    table.insert(fields, 'guid_issued_ms')
+    table.insert(fields, ARGV[1])
+    table.insert(fields, 'retired')
+    table.insert(fields, '[' .. table.concat(kept, ',') .. ']')
+  end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('PEXPIRE', KEYS[1], ARGV[8])
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[9])
+end
+local generation = tonumber(redis.call('GET', KEYS[5]) or '0')
+local event = redis.call('LPOP', KEYS[3])
+if event then
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('PEXPIRE', KEYS[3], ARGV[8])
+  end
+else
+  event = redis.call('LPOP', KEYS[4])
+end
+return {1, redis.call('HGETALL', KEYS[1]), generation, event}
 """
 
 # KEYS: inflight, gen. ARGV: generation, event JSON, ttl_ms. An event claimed by a cancelled poll
@@ -272,6 +355,7 @@ class RedisSessionStore:
         self._swap = client.register_script(_SWAP)
         self._delete = client.register_script(_DELETE)
         self._prune = client.register_script(_PRUNE)
+        self._poll = client.register_script(_POLL)
 
     def _key(self, agent_id: int) -> str:
         return f"{self._prefix}session:{agent_id}"
@@ -333,6 +417,49 @@ class RedisSessionStore:
         """``ZCARD`` of ``last_seen``: O(1), one round trip."""
         return int(await self._redis.zcard(self._last_seen))
 
+    async def poll(
+        self, agent_id: int, guid: str, rules: PollRules, events: EventBus
+    ) -> Polled | None:
+        """An event poll's first step in one round trip (one script, ``_POLL``).
+
+        Only with a ``RedisEventBus`` on the same client and key prefix (else None). The script
+        compares SHA-1 digests; the GUID is then compared again here, in constant time, with the
+        session it returned (should they ever disagree, the claimed event goes back).
+        """
+        if not (
+            isinstance(events, RedisEventBus)
+            and events._redis is self._redis
+            and events._prefix == self._prefix
+        ):
+            return None
+        queue, inflight, gen = events._keys(agent_id)
+        call = self._poll(
+            keys=[self._key(agent_id), self._last_seen, inflight, queue, gen],
+            args=[
+                rules.now_ms,
+                rules.idle_timeout_ms,
+                rules.touch_every_ms,
+                "" if rules.rotate_after_ms is None else rules.rotate_after_ms,
+                rules.guid_timeout_ms,
+                rules.new_guid,
+                # SHA-1 as Redis' Lua has it; only its preimage resistance matters here.
+                hashlib.sha1(guid.encode()).hexdigest(),  # noqa: S324
+                self._ttl_ms,
+                agent_id,
+            ],
+        )
+        reply = await events._claim_shielded(call, inflight, gen, _polled_claim)
+        if int(reply[0]) != 1:
+            return None
+        fields = cast("Sequence[bytes | str]", reply[1])
+        session = _session_from(dict(zip(fields[::2], fields[1::2], strict=True)))
+        generation, raw = _polled_claim(reply)
+        if not guid_accepted(session, guid, rules.now_ms):
+            if raw is not None:
+                await events._give_back(_done(reply), inflight, gen, _polled_claim)
+            return None
+        return Polled(session, None if raw is None else _event_from(raw), generation)
+
 
 class RedisEventBus:
     """Per-agent FIFO queues in Redis lists; each event reaches exactly one poll on any node.
@@ -376,11 +503,13 @@ class RedisEventBus:
             args=[_event_json(event), self._max_queued, self._ttl_ms],
         )
 
-    async def next(self, agent_id: int, timeout_s: float) -> Event | None:
+    async def next(
+        self, agent_id: int, timeout_s: float, *, generation: int | None = None
+    ) -> Event | None:
         events, inflight, gen = self._keys(agent_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        generation: int | None = None  # learnt by the first claim
+        # Unless given (by ``RedisSessionStore.poll``), learnt by the first claim.
         while True:
             current, raw = await self._claim(events, inflight, gen, generation)
             if generation is None:
@@ -406,16 +535,28 @@ class RedisEventBus:
         self, events: str, inflight: str, gen: str, generation: int | None
     ) -> tuple[int, bytes | str | None]:
         """The current generation, and the event claimed (none under another generation)."""
-        claim = asyncio.ensure_future(
-            self._claim_script(
-                keys=[inflight, events, gen],
-                args=[self._ttl_ms, "" if generation is None else generation],
-            )
+        call = self._claim_script(
+            keys=[inflight, events, gen],
+            args=[self._ttl_ms, "" if generation is None else generation],
         )
+        return _claimed(await self._claim_shielded(call, inflight, gen, _claimed))
+
+    async def _claim_shielded(
+        self,
+        call: Awaitable[Any],
+        inflight: str,
+        gen: str,
+        claimed: Callable[[Any], tuple[int, bytes | str | None]],
+    ) -> Any:
+        """Run a claiming script; if cancelled meanwhile, give what it claims back.
+
+        ``claimed`` reads (generation, event or None) from the script's reply.
+        """
+        claim = asyncio.ensure_future(call)
         try:
-            return _claimed(await asyncio.shield(claim))
+            return await asyncio.shield(claim)
         except asyncio.CancelledError:
-            giving_back = asyncio.ensure_future(self._give_back(claim, inflight, gen))
+            giving_back = asyncio.ensure_future(self._give_back(claim, inflight, gen, claimed))
             self._giving_back.add(giving_back)
             giving_back.add_done_callback(self._given_back)
             # Wait for it (its failure is logged by ``_given_back``); if cancelled again
@@ -423,13 +564,19 @@ class RedisEventBus:
             await asyncio.wait([giving_back])
             raise
 
-    async def _give_back(self, claim: asyncio.Future[Any], inflight: str, gen: str) -> None:
+    async def _give_back(
+        self,
+        claim: Awaitable[Any],
+        inflight: str,
+        gen: str,
+        claimed: Callable[[Any], tuple[int, bytes | str | None]],
+    ) -> None:
         """Wait for a claim whose poll was cancelled; return what it took to ``inflight``'s head.
 
         Unless the queue was cleared since: the event was the old session's, and is dropped.
         """
         try:
-            generation, raw = _claimed(await claim)
+            generation, raw = claimed(await claim)
         except Exception:
             return  # the claim failed: it took nothing
         if raw is not None:
@@ -448,3 +595,14 @@ class RedisEventBus:
 def _claimed(reply: Any) -> tuple[int, bytes | str | None]:
     generation, raw = reply
     return int(generation), cast("bytes | str | None", raw)
+
+
+def _polled_claim(reply: Any) -> tuple[int, bytes | str | None]:
+    """(generation, event) from ``_POLL``'s reply; a refused poll claimed nothing."""
+    if int(reply[0]) != 1:
+        return 0, None
+    return int(reply[2]), cast("bytes | str | None", reply[3])
+
+
+async def _done(value: Any) -> Any:
+    return value

@@ -21,8 +21,9 @@ from ccgateway.wire.guid import request_guid
 
 async def get_agent_event(request: web.Request, agent_id: int) -> web.StreamResponse:
     core = gateway(request)
-    session = await core.sessions.poll(agent_id, request_guid(request.headers))
-    event = await core.events.next(agent_id, core.settings.poll_wait_ms / 1000)
+    session, event = await core.sessions.poll_events(
+        agent_id, request_guid(request.headers), core.settings.poll_wait_ms / 1000
+    )
     body = event_envelope(wire_event(event) if event is not None else None)
     guid = session.guid if core.settings.auth_mode == 2 else None
     return json_body(request, "0", body, guid=guid)
