@@ -12,7 +12,6 @@ Errors: no session â†’ 100-006; a session but a wrong, missing or expired GUID â
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import secrets
 import uuid
@@ -74,7 +73,8 @@ class SessionManager:
         self._polling: PollingSessionStore | None = (
             cast("PollingSessionStore", store) if callable(getattr(store, "poll", None)) else None
         )
-        self._waking = asyncio.Event()
+        self._waking = False  # see wake_polls
+        self._waiting: set[asyncio.Future[Event | None]] = set()
 
     # -- sign-in and sign-out -------------------------------------------------------------------
 
@@ -195,31 +195,33 @@ class SessionManager:
                     return polled.session, polled.event
                 return polled.session, await self._wait(agent_id, wait_s, polled.generation)
         session = await self.poll(agent_id, guid)
-        if wait_s <= 0 or self._waking.is_set():
+        if wait_s <= 0 or self._waking:
             return session, await self._events.next(agent_id, 0)
         return session, await self._wait(agent_id, wait_s, None)
 
     def wake_polls(self) -> None:
         """Shutting down: every poll waiting for an event answers empty now, and later polls
         answer at once (an event already waiting is still handed out). Not undone."""
-        self._waking.set()
+        self._waking = True
+        for waiting in self._waiting:
+            waiting.cancel()
 
     async def _wait(self, agent_id: int, wait_s: float, generation: int | None) -> Event | None:
-        if self._waking.is_set():
+        if self._waking:
             return None if generation is not None else await self._events.next(agent_id, 0)
         waiting = asyncio.ensure_future(self._events.next(agent_id, wait_s, generation=generation))
-        woken = asyncio.ensure_future(self._waking.wait())
+        self._waiting.add(waiting)
         try:
-            await asyncio.wait((waiting, woken), return_when=asyncio.FIRST_COMPLETED)
+            return await waiting
+        except asyncio.CancelledError:
+            # ``wake_polls`` cancelled the wait (the bus hands back what it was claiming), not
+            # this poll's own task: answer empty.
+            task = asyncio.current_task()
+            if self._waking and waiting.cancelled() and (task is None or not task.cancelling()):
+                return None
+            raise
         finally:
-            woken.cancel()
-            if not waiting.done():
-                waiting.cancel()
-                # Let a cancelled claim hand its event back (the bus does) before answering.
-                await asyncio.wait((waiting,))
-        with contextlib.suppress(asyncio.CancelledError):
-            return waiting.result()
-        return None
+            self._waiting.discard(waiting)
 
     def _rules(self, now: int) -> PollRules:
         settings = self._settings

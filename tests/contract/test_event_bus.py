@@ -474,3 +474,21 @@ def _raw_event(name: str) -> str:
     return json.dumps(
         {"event_type": name, "work_no": 101, "content": {"name": name}, "gen_time_ms": 0}
     )
+
+
+async def test_a_wait_under_an_old_generation_takes_nothing(backend: Node) -> None:
+    """``next(generation=...)``: the wait after a one-step poll, which read the generation."""
+    _, bus = backend
+    await bus.clear(101)  # generation 1
+    await bus.publish(event("new"))
+    assert await asyncio.wait_for(bus.next(101, 0.5, generation=0), 2) is None
+    waiter = asyncio.create_task(bus.next(101, 5, generation=1))
+    got = await asyncio.wait_for(waiter, 2)
+    assert got is not None and got.event_type == "new"
+    waiter = asyncio.create_task(bus.next(101, 5, generation=1))
+    await asyncio.sleep(0.1)
+    assert not waiter.done()  # blocks, no event waiting
+    await bus.publish(event("later"))
+    got = await asyncio.wait_for(waiter, 2)
+    assert got is not None and got.event_type == "later"
+    assert await drain(bus) == []

@@ -167,6 +167,8 @@ class EventBus(Protocol):
 
         Never an event queued after a ``clear`` that came after the call began (or, given
         ``generation``, from ``Polled``, after that generation): such a call returns None.
+        ``generation`` is for the wait after a ``Polled`` that found no event: the call may
+        begin by waiting for a publish.
         """
         ...
 
