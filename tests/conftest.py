@@ -103,6 +103,9 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
                 "DATA_DIR": str(tmp_path / "data"),
                 "AGENT_POLL_WAIT_TIMES": "2",
                 "AGENT_POLL_WAIT_INTERVAL": "50",
+                # tests fire requests far faster than agents do: rates off unless a test sets them
+                "REQUEST_RATE_PER_AGENT": "100000",
+                "REQUEST_RATE": "1000000",
                 **overrides,
             }
             settings = load_settings(environ={}, **values)

@@ -13,12 +13,17 @@ from aiohttp import web
 
 from ccgateway.catalog import ANNOUNCE_EVERY_S
 from ccgateway.gateway import Gateway
+from ccgateway.metrics import GatewayMetrics
 from ccgateway.web.admin import add_admin_routes, admin_auth
+from ccgateway.web.connections import CONNECTIONS, Connections, connection_middleware
+from ccgateway.web.flowcontrol import flow_control_middleware
+from ccgateway.web.metrics import add_metrics_route
 from ccgateway.web.middlewares import access_log_middleware, error_middleware
 from ccgateway.web.routes import add_routes
-from ccgateway.web.state import GATEWAY
+from ccgateway.web.state import GATEWAY, METRICS
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 16 * 1024  # a request line, and each header field
 
 
 # How every gateway runs its app: a handler whose client went away is cancelled, so an abandoned
@@ -58,17 +63,41 @@ _M_MMAP_THRESHOLD = -3
 
 
 def create_app(gateway: Gateway) -> web.Application:
+    settings = gateway.settings
     app = web.Application(
-        middlewares=[access_log_middleware, error_middleware, admin_auth],
+        middlewares=[
+            connection_middleware,
+            access_log_middleware,
+            error_middleware,
+            flow_control_middleware,
+            admin_auth,
+        ],
         client_max_size=MAX_BODY_BYTES,
-        handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024},
+        handler_args={
+            "max_field_size": MAX_HEADER_BYTES,
+            "max_line_size": MAX_HEADER_BYTES,
+            "keepalive_timeout": settings.keepalive_timeout_s,
+        },
     )
     app[GATEWAY] = gateway
+    app[METRICS] = GatewayMetrics()
+    app[CONNECTIONS] = Connections(settings.max_connections_per_ip, settings.header_timeout_s)
+    app.on_shutdown.append(_stop_taking_requests)
     add_routes(app)
     add_admin_routes(app)
+    add_metrics_route(app)
     app.cleanup_ctx.append(_idle_sweeper)
     app.cleanup_ctx.append(_announcer)
     return app
+
+
+async def _stop_taking_requests(app: web.Application) -> None:
+    """Shutting down: new requests answer 000-009 (503, Connection: close), waiting event polls
+    answer empty at once, downloads in progress go on for up to SHUTDOWN_TIMEOUT_S. Sessions are
+    left as they are, so with shared sessions (Redis) agents carry on on another node."""
+    core = app[GATEWAY]
+    core.flow.draining = True
+    core.sessions.wake_polls()
 
 
 async def _idle_sweeper(app: web.Application) -> AsyncIterator[None]:

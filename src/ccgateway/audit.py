@@ -30,6 +30,7 @@ class DownloadAttempt:
     client: str
     started_ms: int
     started: float = field(default_factory=time.monotonic)
+    first_byte_at: float | None = None  # time.monotonic() when the response head went out
     agent_id: int | None = None
     conference_id: str = ""
     record_id: str = ""
@@ -40,6 +41,10 @@ class DownloadAttempt:
     outcome: Outcome = Outcome.COMPLETED
     retcode: str = "0"
     extra: dict[str, str] = field(default_factory=dict)
+
+    def mark_first_byte(self) -> None:
+        """The response head is going out now (for the time-to-first-byte metric)."""
+        self.first_byte_at = time.monotonic()
 
 
 class Auditor:

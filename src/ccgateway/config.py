@@ -227,6 +227,13 @@ KEYS: tuple[Key, ...] = (
         ours=True,
     ),
     Key(
+        "METRICS_TOKEN",
+        "",
+        _token,
+        "bearer token of the Prometheus metrics at /metrics; empty: /metrics answers 404",
+        ours=True,
+    ),
+    Key(
         "S3_ENDPOINT_URL",
         "",
         _text,
@@ -267,6 +274,72 @@ KEYS: tuple[Key, ...] = (
         "2",
         _int_between(0, 10),
         "remote recordings: retries of a failed upstream request before its first byte",
+        ours=True,
+    ),
+    Key(
+        "MAX_DOWNLOADS_PER_AGENT",
+        "4",
+        _int_between(1, 1000),
+        "downloads one agent may have in progress at once on this node; more answer 000-008",
+        ours=True,
+    ),
+    Key(
+        "MAX_DOWNLOADS",
+        "200",
+        _int_between(1, 100_000),
+        "downloads this node sends at once, all agents together; more answer 000-009",
+        ours=True,
+    ),
+    Key(
+        "REQUEST_RATE_PER_AGENT",
+        "20",
+        _int_between(1, 100_000),
+        "requests per second one agent id may make from one client address (bursts of twice"
+        " that); more answer 000-007",
+        ours=True,
+    ),
+    Key(
+        "REQUEST_RATE",
+        "2000",
+        _int_between(1, 1_000_000),
+        "requests per second this node accepts in all (bursts of twice that); more answer 000-009",
+        ours=True,
+    ),
+    Key(
+        "MAX_CONNECTIONS_PER_IP",
+        "512",
+        _int_between(0, 1_000_000),
+        "open connections one client address may hold (0: no cap); behind nginx every client"
+        " has nginx's address, so raise it or set 0 there",
+        ours=True,
+    ),
+    Key(
+        "HEADER_TIMEOUT_S",
+        "10",
+        _int_between(1, 3600),
+        "seconds a client has to send a whole request head, and then its body, once it began",
+        ours=True,
+    ),
+    Key(
+        "KEEPALIVE_TIMEOUT_S",
+        "75",
+        _int_between(1, 3600),
+        "seconds an idle keep-alive connection stays open",
+        ours=True,
+    ),
+    Key(
+        "CLIENT_STALL_TIMEOUT_S",
+        "30",
+        _int_between(1, 3600),
+        "seconds a download may go without the client accepting a byte; then it is dropped"
+        " and audited as aborted",
+        ours=True,
+    ),
+    Key(
+        "SHUTDOWN_TIMEOUT_S",
+        "30",
+        _int_between(0, 3600),
+        "on SIGTERM: seconds downloads in progress may take to finish before they are cut",
         ours=True,
     ),
     Key(
@@ -311,6 +384,7 @@ class Settings:
     drive_maps: Mapping[str, Mapping[str, Path]] = dataclasses.field(default_factory=dict)
     sendfile: bool = True
     admin_token: str = dataclasses.field(default="", repr=False)
+    metrics_token: str = dataclasses.field(default="", repr=False)
     s3_endpoint_url: str = ""
     s3_region: str = ""
     s3_access_key_id: str = dataclasses.field(default="", repr=False)
@@ -318,6 +392,15 @@ class Settings:
     source_connect_timeout_ms: int = 5000
     source_read_timeout_ms: int = 30000
     source_retries: int = 2
+    max_downloads_per_agent: int = 4
+    max_downloads: int = 200
+    request_rate_per_agent: int = 20
+    request_rate: int = 2000
+    max_connections_per_ip: int = 512
+    header_timeout_s: int = 10
+    keepalive_timeout_s: int = 75
+    client_stall_timeout_s: int = 30
+    shutdown_timeout_s: int = 30
 
     @property
     def poll_wait_ms(self) -> int:
@@ -382,6 +465,7 @@ def load_settings(
         drive_maps=_drive_maps(values["RECORD_DRIVE_MAP"], raw),
         sendfile=values["SENDFILE"],
         admin_token=values["ADMIN_TOKEN"],
+        metrics_token=values["METRICS_TOKEN"],
         s3_endpoint_url=values["S3_ENDPOINT_URL"],
         s3_region=values["S3_REGION"],
         s3_access_key_id=values["S3_ACCESS_KEY_ID"],
@@ -389,6 +473,15 @@ def load_settings(
         source_connect_timeout_ms=values["SOURCE_CONNECT_TIMEOUT"],
         source_read_timeout_ms=values["SOURCE_READ_TIMEOUT"],
         source_retries=values["SOURCE_RETRIES"],
+        max_downloads_per_agent=values["MAX_DOWNLOADS_PER_AGENT"],
+        max_downloads=values["MAX_DOWNLOADS"],
+        request_rate_per_agent=values["REQUEST_RATE_PER_AGENT"],
+        request_rate=values["REQUEST_RATE"],
+        max_connections_per_ip=values["MAX_CONNECTIONS_PER_IP"],
+        header_timeout_s=values["HEADER_TIMEOUT_S"],
+        keepalive_timeout_s=values["KEEPALIVE_TIMEOUT_S"],
+        client_stall_timeout_s=values["CLIENT_STALL_TIMEOUT_S"],
+        shutdown_timeout_s=values["SHUTDOWN_TIMEOUT_S"],
     )
 
 

@@ -25,7 +25,7 @@ class GatewayError(Exception):
     """A failure a client can cause, answered with ``retcode``.
 
     ``http_status`` stays 200 for business errors, as the CC-Gateway does; only routing errors
-    (unknown path, wrong method) use 404/405.
+    (unknown path, wrong method) use 404/405, and flow control 429/503 with ``Retry-After``.
     """
 
     def __init__(

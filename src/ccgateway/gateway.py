@@ -1,4 +1,5 @@
-"""The core, assembled: settings, clock, directory, sessions, events, catalog, files, audit.
+"""The core, assembled: settings, clock, directory, sessions, events, catalog, files, audit,
+flow control.
 
 ``open_gateway`` is the one place that picks concrete backends, by URL: the database from
 ``DATABASE_URL`` (SQLite or PostgreSQL, one SQL code) and sessions with event queues from
@@ -17,6 +18,7 @@ from ccgateway.catalog import Catalog
 from ccgateway.clock import Clock, SystemClock
 from ccgateway.config import Settings
 from ccgateway.fileserver import FileServer
+from ccgateway.limits import FlowControl
 from ccgateway.sessions import SessionManager
 from ccgateway.sources import close_sources, configure_sources
 from ccgateway.sources.http import HttpOptions
@@ -37,6 +39,7 @@ class Gateway:
     catalog: Catalog
     files: FileServer
     auditor: Auditor
+    flow: FlowControl
 
 
 @asynccontextmanager
@@ -55,7 +58,8 @@ async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncI
         files = FileServer(settings, SqlFileStore(engine), events, clock, sessions.is_signed_in)
         auditor = Auditor(SqlAuditStore(engine), clock, settings.node_name)
         stack.push_async_callback(auditor.drain)  # before the engine closes
-        yield Gateway(settings, clock, directory, sessions, events, catalog, files, auditor)
+        flow = FlowControl(settings)
+        yield Gateway(settings, clock, directory, sessions, events, catalog, files, auditor, flow)
 
 
 async def _open_sessions(url: str, stack: AsyncExitStack) -> tuple[SessionStore, EventBus]:

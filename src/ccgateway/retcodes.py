@@ -33,6 +33,26 @@ BAD_INTERFACE_PARAMETER = Retcode(
     "unknown URL, wrong method, agent id not a number or outside 101-999999, body not a JSON object"
     " or too large",
 )
+RATE_LIMITED = Retcode(
+    "000-007",
+    "interface called repeatedly",
+    "HTTP 429: the agent (from this client address) exceeded REQUEST_RATE_PER_AGENT; retry after"
+    " the Retry-After seconds",
+)
+TOO_MANY_DOWNLOADS = Retcode(
+    "000-008",
+    "too many downloads in progress",
+    "HTTP 429: the agent already has MAX_DOWNLOADS_PER_AGENT downloads running on this node",
+    ours=True,
+)
+NODE_BUSY = Retcode(
+    "000-009",
+    "gateway busy",
+    "HTTP 503: the node is at REQUEST_RATE or MAX_DOWNLOADS, the client address holds"
+    " MAX_CONNECTIONS_PER_IP connections, or the node is shutting down; retry after Retry-After"
+    " seconds (another node may answer at once)",
+    ours=True,
+)
 NO_RIGHT = Retcode(
     "000-003",
     "no right to invite resource",
@@ -141,6 +161,9 @@ ALL: tuple[Retcode, ...] = (
     UNKNOWN_ERROR,
     BAD_INTERFACE_PARAMETER,
     NO_RIGHT,
+    RATE_LIMITED,
+    TOO_MANY_DOWNLOADS,
+    NODE_BUSY,
     SIGN_IN_PARAMETER_INVALID,
     ALREADY_SIGNED_IN,
     WRONG_PASSWORD,

@@ -144,7 +144,17 @@ async def test_unknown_path_and_wrong_method(gw: RunningGateway) -> None:
     assert response.headers["Allow"] == "PUT"
     assert body["retcode"] == retcodes.BAD_INTERFACE_PARAMETER.code
     response, body = await gw.client.call("DELETE", "agentevent/101")
+    assert response.status == 405 and response.headers["Allow"] == "GET"
+    response, _ = await gw.client.call("DELETE", "recordfile/101/videofiledownload")
     assert response.status == 405 and response.headers["Allow"] == "GET, HEAD"
+
+
+async def test_head_on_the_event_poll_takes_no_event(gw: RunningGateway) -> None:
+    guid, _ = await gw.client.sign_in(101)
+    response, _ = await gw.client.call("HEAD", "agentevent/101", guid=guid)
+    assert response.status == 405 and response.headers["Allow"] == "GET"
+    _, body = await gw.client.poll(101, guid)
+    assert body["event"]["eventType"] == "AgentOther_InService"  # still there for the GET
 
 
 async def test_doubled_slash_of_the_js_sdk_is_served(gw: RunningGateway) -> None:

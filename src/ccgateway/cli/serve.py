@@ -16,6 +16,7 @@ from ccgateway.cli.options import config_option, settings_from, setup_logging
 from ccgateway.config import Settings
 from ccgateway.demo import DEMO_CONFERENCES, DemoAgent, seed_demo_agents, seed_demo_recordings
 from ccgateway.gateway import open_gateway
+from ccgateway.web.connections import GuardedSite
 
 log = logging.getLogger("ccgateway")
 
@@ -63,15 +64,10 @@ async def _serve(settings: Settings, context: ssl.SSLContext | None, demo: bool)
         demo_agents = await seed_demo_agents(gateway.agents, settings.data_dir) if demo else []
         if demo:
             await seed_demo_recordings(gateway.catalog, settings.data_dir)
-        runner = web.AppRunner(create_app(gateway), **RUNNER_OPTIONS)
+        options = RUNNER_OPTIONS | {"shutdown_timeout": float(settings.shutdown_timeout_s)}
+        runner = web.AppRunner(create_app(gateway), **options)
         await runner.setup()
-        site = web.TCPSite(
-            runner,
-            settings.listen_host,
-            settings.listen_port,
-            ssl_context=context,
-            reuse_address=True,
-        )
+        site = GuardedSite(runner, settings.listen_host, settings.listen_port, ssl_context=context)
         await site.start()
         scheme = "https" if context else "http"
         if context is None:
@@ -91,8 +87,12 @@ async def _serve(settings: Settings, context: ssl.SSLContext | None, demo: bool)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
-        log.info("stopping")
+        log.info(
+            "stopping: no new connections; downloads in progress get up to %s s",
+            settings.shutdown_timeout_s,
+        )
         await runner.cleanup()
+        log.info("stopped")
 
 
 def _print_demo(agents: list[DemoAgent], settings: Settings, scheme: str) -> None:

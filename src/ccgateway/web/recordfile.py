@@ -28,7 +28,7 @@ from ccgateway.gateway import Gateway
 from ccgateway.sources import open_source
 from ccgateway.sources.base import SourceError, redact
 from ccgateway.stores.base import AgentRecord, FileType, Role
-from ccgateway.web.state import gateway
+from ccgateway.web.state import gateway, metrics
 from ccgateway.web.transfer import Download, send_download
 from ccgateway.wire.guid import request_guid
 
@@ -143,6 +143,8 @@ async def _audited(
     attempt.agent_id = agent_id
     attempt.conference_id = request.query.get("conferenceId", "")
     attempt.record_id = request.query.get("recordId", "")
+    counted = metrics(request)
+    counted.download_started()
     try:
         return await body(core, attempt)
     except GatewayError as exc:
@@ -152,6 +154,7 @@ async def _audited(
             log.warning("%s refused with %s: %s", interface, exc.retcode.code, exc.detail)
         raise
     finally:
+        counted.download_finished(attempt)
         core.auditor.finish(attempt)
 
 
@@ -174,9 +177,10 @@ def _inspected_agent(agent: AgentRecord, work_no: str) -> int:
     """Whose voice recording recordfiledownloadEx means: workNo for an inspector, else oneself."""
     if agent.role is not Role.INSPECTOR:
         return agent.work_no
-    if not work_no.strip().isdigit():
+    text = work_no.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 6):
         raise GatewayError(retcodes.BAD_INTERFACE_PARAMETER, "workNo")
-    return int(work_no)
+    return int(text)
 
 
 async def _send_file(

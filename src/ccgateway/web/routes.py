@@ -18,6 +18,7 @@ from ccgateway.agents import MAX_WORK_NO, is_work_no
 from ccgateway.errors import GatewayError
 from ccgateway.web import agentevent, onlineagent, recordfile
 from ccgateway.web.middlewares import AGENT_ID, INTERFACE
+from ccgateway.web.state import gateway
 
 PREFIX = "/agentgateway/resource/"
 
@@ -30,6 +31,7 @@ class Route:
     pattern: str
     handler: AgentHandler
     log_name: str
+    head: bool = False  # HEAD answered as GET without a body (downloads; never the event poll)
 
     def matches(self, segments: list[str]) -> bool:
         parts = self.pattern.split("/")
@@ -50,19 +52,22 @@ ROUTES: tuple[Route, ...] = (
         "recordfile/{agentid}/videofiledownload",
         recordfile.video_file_download,
         "downloadVideoFile",
+        head=True,
     ),
     Route(
         "GET",
         "recordfile/{agentid}/videofiledownloadEx",
         recordfile.video_file_download_ex,
         "downloadVideoFileEx",
+        head=True,
     ),
-    Route("GET", "recordfile/{agentid}", recordfile.record_file, "downloadRecordFile"),
+    Route("GET", "recordfile/{agentid}", recordfile.record_file, "downloadRecordFile", head=True),
     Route(
         "GET",
         "recordfile/{agentid}/recordfiledownloadEx",
         recordfile.record_file_download_ex,
         "recordfiledownloadEx",
+        head=True,
     ),
 )
 
@@ -81,8 +86,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     candidates = [route for route in ROUTES if route.matches(segments)]
     if not candidates:
         raise GatewayError(retcodes.BAD_INTERFACE_PARAMETER, "unknown path", http_status=404)
-    method = "GET" if request.method == "HEAD" else request.method
-    route = next((r for r in candidates if r.method == method), None)
+    route = next((r for r in candidates if r.method == request.method), None)
+    if route is None and request.method == "HEAD":
+        route = next((r for r in candidates if r.method == "GET" and r.head), None)
     if route is None:
         allowed = {r.method for r in candidates} | _with_head(candidates)
         raise GatewayError(
@@ -95,11 +101,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     agent_segment = segments[route.pattern.split("/").index("{agentid}")]
     agent_id = parse_agent_id(agent_segment)
     request[AGENT_ID] = agent_id
+    gateway(request).flow.admit_agent_request(agent_id, request.remote or "")
     return await route.handler(request, agent_id)
 
 
 def _with_head(routes: list[Route]) -> set[str]:
-    return {"HEAD"} if any(r.method == "GET" for r in routes) else set()
+    return {"HEAD"} if any(r.method == "GET" and r.head for r in routes) else set()
 
 
 def add_routes(app: web.Application) -> None:

@@ -13,17 +13,25 @@ connection is aborted short of Content-Length, so no client mistakes it for a co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
+import socket
+import struct
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
 from ccgateway.audit import DownloadAttempt, Outcome
+from ccgateway.config import Settings
+from ccgateway.errors import GatewayError
 from ccgateway.sources.base import MediaSource, SourceError, reading
+from ccgateway.web.stall import ClientStalled, watching_progress
+from ccgateway.web.state import gateway
 from ccgateway.wire.digest import digest_header_for
 from ccgateway.wire.ranges import Decision, Validators, decide, http_date, strong_etag
 
@@ -67,6 +75,39 @@ async def send_download(
     path = download.source.local_path
     if accel_redirect and path is not None and _nginx_agrees(request, decision, headers):
         return _offload(decision, headers, accel_redirect, path, attempt)
+    with _download_slot(request, attempt):
+        return await _stream(
+            request, download, decision, headers, attempt, sendfile, gateway(request).settings
+        )
+
+
+@contextlib.contextmanager
+def _download_slot(request: web.Request, attempt: DownloadAttempt) -> Iterator[None]:
+    """Hold one of the node's download slots while the bytes go out (HEAD needs none)."""
+    if request.method == "HEAD":
+        yield
+        return
+    try:
+        release = gateway(request).flow.downloads.acquire(attempt.agent_id or 0)
+    except GatewayError as exc:
+        attempt.status = exc.http_status
+        raise
+    try:
+        yield
+    finally:
+        release()
+
+
+async def _stream(
+    request: web.Request,
+    download: Download,
+    decision: Decision,
+    headers: dict[str, str],
+    attempt: DownloadAttempt,
+    sendfile: bool,
+    settings: Settings,
+) -> web.StreamResponse:
+    size = download.size
     start, length = 0, size
     if decision.status == 206:
         chosen = decision.ranges[0]
@@ -75,15 +116,23 @@ async def send_download(
     response = web.StreamResponse(status=decision.status, headers=headers)
     response.content_length = length
     await response.prepare(request)
+    attempt.mark_first_byte()
     if request.method == "HEAD" or length == 0:
         await response.write_eof()
         return response
+    stall_s = settings.client_stall_timeout_s
     try:
-        await _send_body(request, response, download.source, start, length, attempt, sendfile)
+        async with watching_progress(request, attempt, stall_s):
+            await _send_body(request, response, download.source, start, length, attempt, sendfile)
     except SourceError as exc:
         attempt.outcome = Outcome.SOURCE_FAILED
         log.warning("download cut after %d bytes: %s", attempt.bytes_sent, exc)
         _abort(request)
+        return response
+    except ClientStalled:
+        attempt.outcome = Outcome.ABORTED
+        log.info("download dropped: the client accepted no byte for %s s", stall_s)
+        _abort(request, reset=True)
         return response
     except (ConnectionError, asyncio.CancelledError):
         attempt.outcome = Outcome.ABORTED
@@ -211,7 +260,14 @@ def _is_tls(request: web.Request) -> bool:
     return transport is not None and transport.get_extra_info("sslcontext") is not None
 
 
-def _abort(request: web.Request) -> None:
+def _abort(request: web.Request, *, reset: bool = False) -> None:
+    """Cut the connection. ``reset``: with a TCP reset, dropping what the client has not taken
+    (else the kernel would go on offering it to a client that reads nothing)."""
     transport = request.transport
-    if transport is not None:
-        transport.abort()
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if reset and sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
