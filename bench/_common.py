@@ -19,7 +19,8 @@ def free_port() -> int:
 def gateway_env(data_dir: Path, port: int, **settings: str) -> dict[str, str]:
     """The inherited environment without any CCGW_* setting, plus the benchmark's own.
 
-    ``settings`` are more gateway keys, given without the prefix (``SENDFILE="OFF"``).
+    ``settings`` are more gateway keys, given without the prefix (``SENDFILE="OFF"``). Flow
+    control is lifted (one client address, one agent, many requests) unless ``settings`` set it.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCGW_")}
     env.update(
@@ -27,6 +28,11 @@ def gateway_env(data_dir: Path, port: int, **settings: str) -> dict[str, str]:
         CCGW_LISTEN_HOST="127.0.0.1",
         CCGW_LISTEN_PORT=str(port),
         CCGW_LOG_LEVEL="WARNING",
+        CCGW_REQUEST_RATE_PER_AGENT="100000",
+        CCGW_REQUEST_RATE="1000000",
+        CCGW_MAX_DOWNLOADS_PER_AGENT="1000",
+        CCGW_MAX_DOWNLOADS="100000",
+        CCGW_MAX_CONNECTIONS_PER_IP="0",
         PYTHONUNBUFFERED="1",
     )
     env.update({f"CCGW_{key}": value for key, value in settings.items()})
