@@ -167,8 +167,9 @@ return {generation, redis.call('LPOP', KEYS[2])}
 # An event poll's first step, in one round trip (``RedisSessionStore.poll``): check the GUID, touch
 # or rotate the session, claim the oldest event (as ``_CLAIM`` does on a poll's first claim).
 # KEYS: session, last_seen, inflight, events, gen.
-# ARGV: now_ms, idle_timeout_ms, touch_every_ms, rotate_after_ms ('' never), guid_timeout_ms,
-#       new_guid, SHA-1 hex of the presented GUID, ttl_ms, agent_id.
+# ARGV: now_ms, new_guid, SHA-1 hex of the presented GUID, agent_id, and the rules' constants in
+#       one string: "idle_timeout_ms touch_every_ms rotate_after_ms (-1: never) guid_timeout_ms
+#       ttl_ms" (each argument costs redis-py some microseconds to pack).
 # Returns 0 without a session, 2 when idle, 3 when the GUID is not accepted (nothing changed),
 # else one JSON object: {"session": the hash's fields after the poll, "generation": n, "event":
 # the event's JSON or false}. One bulk string, not an array of fields: parsing the reply is the
@@ -183,22 +184,24 @@ if not guid or not version then
   return 0
 end
 local now = tonumber(ARGV[1])
+local idle, touch, rotate, grace, ttl = string.match(ARGV[5], '^(%d+) (%d+) (-?%d+) (%d+) (%d+)$')
 local seen = tonumber(s[3])
-if now - seen > tonumber(ARGV[2]) then
+if now - seen > tonumber(idle) then
   return 2
 end
 local retired = cjson.decode(s[4])
-local accepted = redis.sha1hex(guid) == ARGV[7]
+local accepted = redis.sha1hex(guid) == ARGV[3]
 for _, pair in ipairs(retired) do
-  if redis.sha1hex(pair[1]) == ARGV[7] and now <= pair[2] then
+  if redis.sha1hex(pair[1]) == ARGV[3] and now <= pair[2] then
     accepted = true
   end
 end
 if not accepted then
   return 3
 end
-local due = ARGV[4] ~= '' and now - tonumber(s[2]) >= tonumber(ARGV[4])
-if due or now - seen >= tonumber(ARGV[3]) then
+rotate = tonumber(rotate)
+local due = rotate >= 0 and now - tonumber(s[2]) >= rotate
+if due or now - seen >= tonumber(touch) then
   local fields = {'last_seen_ms', ARGV[1], 'version', tostring(tonumber(version) + 1)}
   if due then
     local kept = {}
@@ -209,23 +212,23 @@ if due or now - seen >= tonumber(ARGV[3]) then
       end
     end
     kept[#kept + 1] = '[' .. cjson.encode(guid) .. ',' ..
-      string.format('%.0f', now + tonumber(ARGV[5])) .. ']'
+      string.format('%.0f', now + tonumber(grace)) .. ']'
     table.insert(fields, 'guid')
-    table.insert(fields, ARGV[6])
+    table.insert(fields, ARGV[2])
     table.insert(fields, 'guid_issued_ms')
     table.insert(fields, ARGV[1])
     table.insert(fields, 'retired')
     table.insert(fields, '[' .. table.concat(kept, ',') .. ']')
   end
   redis.call('HSET', KEYS[1], unpack(fields))
-  redis.call('PEXPIRE', KEYS[1], ARGV[8])
-  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[9])
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[4])
 end
 local generation = tonumber(redis.call('GET', KEYS[5]) or '0')
 local event = redis.call('LPOP', KEYS[3])
 if event then
   if redis.call('EXISTS', KEYS[3]) == 1 then
-    redis.call('PEXPIRE', KEYS[3], ARGV[8])
+    redis.call('PEXPIRE', KEYS[3], ttl)
   end
 else
   event = redis.call('LPOP', KEYS[4])
@@ -443,16 +446,14 @@ class RedisSessionStore:
         call = self._poll(
             keys=[self._key(agent_id), self._last_seen, inflight, queue, gen],
             args=[
-                rules.now_ms,
-                rules.idle_timeout_ms,
-                rules.touch_every_ms,
-                "" if rules.rotate_after_ms is None else rules.rotate_after_ms,
-                rules.guid_timeout_ms,
+                str(rules.now_ms),
                 rules.new_guid,
                 # SHA-1 as Redis' Lua has it; only its preimage resistance matters here.
                 hashlib.sha1(guid.encode()).hexdigest(),  # noqa: S324
-                self._ttl_ms,
-                agent_id,
+                str(agent_id),
+                f"{rules.idle_timeout_ms} {rules.touch_every_ms}"
+                f" {-1 if rules.rotate_after_ms is None else rules.rotate_after_ms}"
+                f" {rules.guid_timeout_ms} {self._ttl_ms}",
             ],
         )
         reply = await events._claim_shielded(call, inflight, gen, _polled_claim)
