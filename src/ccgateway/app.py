@@ -81,7 +81,9 @@ def create_app(gateway: Gateway) -> web.Application:
     )
     app[GATEWAY] = gateway
     app[METRICS] = GatewayMetrics()
-    app[CONNECTIONS] = Connections(settings.max_connections_per_ip, settings.header_timeout_s)
+    connections = Connections(settings.max_connections_per_ip, settings.header_timeout_s)
+    app[CONNECTIONS] = connections
+    app[METRICS].watch_connections(connections.counts)
     app.on_shutdown.append(_stop_taking_requests)
     add_routes(app)
     add_admin_routes(app)

@@ -10,13 +10,47 @@ docs/deployment.md ("Metrics") lists the metrics as a scraper sees them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ccgateway.audit import DownloadAttempt, Outcome
 
 # Seconds from the start of a download request to its response head going out: catalog lookups,
 # authorization, the source's first answer (a remote source may take seconds).
 FIRST_BYTE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class ConnectionCounts:
+    """What the connection guard has seen (counted where it happens, read at scrape time)."""
+
+    open: int
+    refused: int  # over MAX_CONNECTIONS_PER_IP
+    head_timeouts: int  # no complete request head within HEADER_TIMEOUT_S
+
+
+class _ConnectionCollector(Collector):
+    def __init__(self, read: Callable[[], ConnectionCounts]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._read()
+        yield GaugeMetricFamily(
+            "ccgateway_connections_open", "client connections open on this node", counts.open
+        )
+        dropped = CounterMetricFamily(
+            "ccgateway_connections_dropped",
+            "connections the node closed before a request: 'per_ip_cap' (MAX_CONNECTIONS_PER_IP)"
+            " or 'head_timeout' (no whole request head within HEADER_TIMEOUT_S)",
+            labels=["reason"],
+        )
+        dropped.add_metric(["per_ip_cap"], counts.refused)
+        dropped.add_metric(["head_timeout"], counts.head_timeouts)
+        yield dropped
 
 
 class GatewayMetrics:
@@ -60,6 +94,10 @@ class GatewayMetrics:
             buckets=FIRST_BYTE_BUCKETS,
             registry=self.registry,
         )
+
+    def watch_connections(self, read: Callable[[], ConnectionCounts]) -> None:
+        """Report the connection guard's counts, read with ``read`` at every scrape."""
+        self.registry.register(_ConnectionCollector(read))
 
     def count_request(self, interface: str, retcode: str, status: str) -> None:
         self.requests.labels(interface, retcode, status).inc()

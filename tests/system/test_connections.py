@@ -20,6 +20,7 @@ from tests.system.conftest import ServeProcess, start_serve
 PASSWORD = "agent-pw-7"
 CONF = "7700001"
 SIZE = 96 * 1024 * 1024
+METRICS_TOKEN = "metrics-token-for-connection-tests"
 
 
 def prepare(tmp_path: Path, agents: tuple[int, ...] = (101,)) -> Path:
@@ -55,6 +56,17 @@ def download_path(agent: int = 101) -> str:
     return f"/agentgateway/resource/recordfile/{agent}/videofiledownload?{query}"
 
 
+def scrape(port: int, name: str, labels: str) -> float:
+    """One sample of the gateway's /metrics."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    text = conn.getresponse().read().decode()
+    conn.close()
+    wanted = f"{name}{{{labels}}} " if labels else f"{name} "
+    (line,) = [line for line in text.splitlines() if line.startswith(wanted)]
+    return float(line.split()[-1])
+
+
 def stop(running: ServeProcess) -> None:
     if running.process.poll() is None:
         running.process.kill()
@@ -73,7 +85,8 @@ def closed_by_peer(sock: socket.socket) -> bool:
 
 
 def test_slowloris_connections_are_dropped_and_agents_still_served(tmp_path: Path) -> None:
-    running = start_serve(tmp_path, "--http", env={"CCGW_HEADER_TIMEOUT_S": "1"})
+    env = {"CCGW_HEADER_TIMEOUT_S": "1", "CCGW_METRICS_TOKEN": METRICS_TOKEN}
+    running = start_serve(tmp_path, "--http", env=env)
     try:
         head = b"GET /agentgateway/resource/agentevent/101 HTTP/1.1\r\nHost: x\r\nX-Slow: "
         dribblers = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(20)]
@@ -99,14 +112,21 @@ def test_slowloris_connections_are_dropped_and_agents_still_served(tmp_path: Pat
         for sock in dribblers + silent:
             sock.close()
         assert "no complete request head within 1 s" in running.stderr()
+        assert (
+            scrape(running.port, "ccgateway_connections_dropped_total", 'reason="head_timeout"')
+            >= 25
+        )
     finally:
         stop(running)
 
 
 def test_connections_per_address_are_capped(tmp_path: Path) -> None:
-    running = start_serve(
-        tmp_path, "--http", env={"CCGW_MAX_CONNECTIONS_PER_IP": "3", "CCGW_HEADER_TIMEOUT_S": "60"}
-    )
+    env = {
+        "CCGW_MAX_CONNECTIONS_PER_IP": "3",
+        "CCGW_HEADER_TIMEOUT_S": "60",
+        "CCGW_METRICS_TOKEN": METRICS_TOKEN,
+    }
+    running = start_serve(tmp_path, "--http", env=env)
     try:
         held = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(3)]
         time.sleep(0.2)
@@ -130,6 +150,10 @@ def test_connections_per_address_are_capped(tmp_path: Path) -> None:
         again.request("DELETE", "/agentgateway/resource/onlineagent/101/logout")
         assert json.loads(again.getresponse().read())["retcode"] == "100-006"
         again.close()
+        assert (
+            scrape(running.port, "ccgateway_connections_dropped_total", 'reason="per_ip_cap"') == 1
+        )
+        assert scrape(running.port, "ccgateway_connections_open", "") == 3  # 2 held + the scrape
         for sock in held:
             sock.close()
     finally:

@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ccgateway import retcodes
+from ccgateway.metrics import ConnectionCounts
 
 log = logging.getLogger("ccgateway.connections")
 
@@ -43,6 +44,9 @@ class Connections:
         self.guards: dict[asyncio.BaseTransport, ConnectionGuard] = {}
         self.refused = 0
         self.timed_out = 0
+
+    def counts(self) -> ConnectionCounts:
+        return ConnectionCounts(len(self.guards), self.refused, self.timed_out)
 
     def admit(self, address: str) -> bool:
         count = self.by_address.get(address, 0)
