@@ -14,6 +14,7 @@ from aiohttp import web
 from ccgateway.catalog import ANNOUNCE_EVERY_S
 from ccgateway.gateway import Gateway
 from ccgateway.metrics import GatewayMetrics
+from ccgateway.web import logfilter
 from ccgateway.web.admin import add_admin_routes, admin_auth
 from ccgateway.web.connections import CONNECTIONS, Connections, connection_middleware
 from ccgateway.web.flowcontrol import flow_control_middleware
@@ -64,6 +65,7 @@ _M_MMAP_THRESHOLD = -3
 
 def create_app(gateway: Gateway) -> web.Application:
     settings = gateway.settings
+    logfilter.install()
     app = web.Application(
         middlewares=[
             connection_middleware,
