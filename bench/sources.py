@@ -38,7 +38,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import free_port, gateway_env, stop, verdict, vm_rss_kib, wait_listening
+from _common import (
+    children,
+    cpu_s,
+    free_port,
+    gateway_env,
+    machine_cpu_s,
+    own_cpu_s,
+    stop,
+    verdict,
+    vm_rss_kib,
+    wait_listening,
+)
 from ccgateway.catalog import Registration
 from ccgateway.config import load_settings
 from ccgateway.gateway import open_gateway
@@ -121,7 +132,11 @@ def start_seaweedfs(tmp: Path, procs: list[subprocess.Popen[bytes]]) -> str:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     with (directory / "weed.log").open("wb") as log:
         procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env))
-    wait_listening(procs[-1], ports["s3.port"], "weed")
+    try:
+        wait_listening(procs[-1], ports["s3.port"], "weed")
+    except RuntimeError as exc:
+        tail = (directory / "weed.log").read_text(errors="replace")[-1500:]
+        raise BenchError(f"{exc}; weed.log ends:\n{tail}") from None
     return f"http://127.0.0.1:{ports['s3.port']}"
 
 
@@ -232,6 +247,18 @@ def alternate(
     return {name: statistics.median(values) for name, values in speeds.items()}
 
 
+def running_cpu_s(procs: list[subprocess.Popen[bytes]]) -> float:
+    """CPU seconds of the servers this benchmark started (and of nginx's workers) so far."""
+    total = 0.0
+    for proc in procs:
+        for pid in (proc.pid, *children(proc.pid)):
+            try:
+                total += cpu_s(pid)
+            except OSError:
+                pass
+    return total
+
+
 def rss_growth(pid: int, url: str, guid: str, clients: int, size: int) -> tuple[float, int]:
     """Max VmRSS growth (MB) during ``clients`` slow curls; how many finished with their bytes."""
     span = 40 * MIB
@@ -250,14 +277,24 @@ def rss_growth(pid: int, url: str, guid: str, clients: int, size: int) -> tuple[
         start = (index * span) % max(size - span, 1)
         argv = ["curl", "-q", "-sS", "--noproxy", "*", "-o", "/dev/null", "-w", WRITE_OUT]
         argv += ["--limit-rate", "5M", "-r", f"{start}-{start + span - 1}", "-H", f"Guid: {guid}"]
-        procs.append(subprocess.Popen([*argv, url], stdout=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [*argv, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     ok = 0
+    failures: list[str] = []
     for proc in procs:
-        out, _ = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=120)
         parts = out.split()
-        ok += len(parts) == 3 and parts[0] == "206" and int(parts[1]) == span
+        if len(parts) == 3 and parts[0] == "206" and int(parts[1]) == span:
+            ok += 1
+        elif ok + 1 == len(procs) or not failures:
+            failures.append(f"{out.strip()} {err.strip()}")
     stop_sampling.set()
     sampler.join()
+    for failure in failures:
+        print(f"  a slow client failed: {failure}")
     return (peak - base) * 1024 / MB, ok
 
 
@@ -302,6 +339,8 @@ def run(
     auth = ("-H", f"Guid: {guid}")
     curl(hd, size, *auth)  # warm-up: page cache, pools, imports
     curl(sd, size, *auth)
+    started, (machine, _), own = time.perf_counter(), machine_cpu_s(), own_cpu_s()
+    ours = running_cpu_s(procs)
     http_speeds = alternate(
         rounds,
         ("direct", lambda: curl(http_url, size)),
@@ -312,6 +351,9 @@ def run(
         ("direct", lambda: asyncio.run(direct_s3(config, media.name, size))),
         ("proxy", lambda: curl(sd, size, *auth)),
     )
+    capacity = (time.perf_counter() - started) * (os.cpu_count() or 1)
+    used = machine_cpu_s()[0] - machine - (own_cpu_s() - own) - (running_cpu_s(procs) - ours)
+    others = max(0.0, 100 * used / capacity)
     growth, finished = rss_growth(gateway_pid, hd, guid, clients, size)
     http_ratio = http_speeds["proxy"] / http_speeds["direct"]
     s3_ratio = s3_speeds["proxy"] / s3_speeds["direct"]
@@ -323,7 +365,15 @@ def run(
         f"S3: aiobotocore direct GetObject {s3_speeds['direct']:.0f} MiB/s, "
         f"gateway {s3_speeds['proxy']:.0f} MiB/s (medians of {rounds})"
     )
+    print(
+        f"other_load {others:.0f}% (CPU other processes used during the single-client runs, "
+        f"% of all {os.cpu_count()} cores; over 10%: read the ratios as indicative)"
+    )
     print(f"memory: {clients} clients at 5 MiB/s, {finished} completed their 40 MiB ranges")
+    log_lines = (tmp / "gateway.log").read_text(errors="replace").splitlines()
+    print(f"gateway log: {len(log_lines)} lines")
+    for line in log_lines[:5]:
+        print(f"  {line}")
     print(
         f"bar http_proxy_vs_direct {http_ratio:.2f} >={BAR_HTTP} {verdict(http_ratio >= BAR_HTTP)}"
     )

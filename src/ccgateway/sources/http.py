@@ -15,6 +15,11 @@ per-read timeouts bound a dead upstream; only opening the response (connect, hea
 504) is retried, never a body that has begun. A read that ends early (cancelled, closed, failed)
 closes its upstream connection; one that finishes returns it to the pool. Messages name the URL
 without its user info or query string (``redact``).
+
+``open_body`` is the same ranged GET for the zero-copy relay (``splice``): sent with the raw
+HTTP/1.1 client (``rawhttp``) on plain sockets for an ``http://`` URL, with the same
+precondition, checks and retries; ``read`` (aiohttp) serves https://, chunked answers and TLS
+clients.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from ccgateway.sources.base import (
     remote_mtime_ns,
     tune_transport,
 )
+from ccgateway.sources.rawhttp import RawHttpError, RawHttpPool, RawResponse
+from ccgateway.sources.splice import RawBody
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -61,6 +68,7 @@ class HttpPool:
         self.options = options or HttpOptions()
         self._session = session
         self._owned = session is None
+        self.raw = RawHttpPool(self.options.pool_size)
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -80,6 +88,7 @@ class HttpPool:
         return self._session
 
     async def aclose(self) -> None:
+        self.raw.close()
         session, self._session = self._session, None
         if session is not None and self._owned:
             await session.close()
@@ -138,22 +147,17 @@ class HttpSource:
     async def read(self, start: int, length: int) -> AsyncIterator[bytes]:
         if length <= 0:
             return
-        seen = self._seen or await self._head()
+        seen, headers = await self._ranged(start, length)
         end = start + length - 1
-        if start < 0 or end >= seen.size:
-            raise SourceError(f"{self._name}: bytes {start}-{end} are beyond its {seen.size}")
-        headers = {"Range": f"bytes={start}-{end}", "Accept-Encoding": "identity"}
-        if seen.etag is not None and _is_strong(seen.etag):
-            headers["If-Match"] = seen.etag
-        elif seen.last_modified is not None:
-            headers["If-Unmodified-Since"] = seen.last_modified
         response = await self._open("GET", headers)
         if response.connection is not None:
             tune_transport(response.connection.transport)
         received = 0
         finished = False
         try:
-            self._check_partial(response, seen, start, end)
+            self._check_partial(
+                response.status, response.headers, response.content_length, seen, start, end
+            )
             async for chunk in response.content.iter_any():
                 received += len(chunk)
                 yield chunk
@@ -174,6 +178,67 @@ class HttpSource:
                 response.release()
             else:
                 response.close()
+
+    async def open_body(self, start: int, length: int) -> RawBody | None:
+        """The ranged GET on a plain socket, for ``splice.relay``; None for https:// (and for a
+        body that is not exactly Content-Length bytes), which the chunked ``read`` serves."""
+        if length <= 0 or not self._url.lower().startswith("http://"):
+            return None
+        seen, headers = await self._ranged(start, length)
+        end = start + length - 1
+        response = await self._open_raw(headers)
+        try:
+            self._check_partial(
+                response.status, response.headers, response.content_length, seen, start, end
+            )
+        except BaseException:
+            response.close()
+            raise
+        if not response.delimited:
+            response.close()
+            return None
+        if response.content_length != length:
+            response.close()
+            raise SourceError(
+                f"{self._name}: asked for {length} bytes, the answer has {response.content_length}"
+            )
+        return RawBody(response, length, self._name, self._pool.options.read_timeout_s)
+
+    async def _ranged(self, start: int, length: int) -> tuple[_Validators, dict[str, str]]:
+        """What ``stat()`` saw, and the request headers for the range with its precondition."""
+        seen = self._seen or await self._head()
+        end = start + length - 1
+        if start < 0 or end >= seen.size:
+            raise SourceError(f"{self._name}: bytes {start}-{end} are beyond its {seen.size}")
+        headers = {"Range": f"bytes={start}-{end}", "Accept-Encoding": "identity"}
+        if seen.etag is not None and _is_strong(seen.etag):
+            headers["If-Match"] = seen.etag
+        elif seen.last_modified is not None:
+            headers["If-Unmodified-Since"] = seen.last_modified
+        return seen, headers
+
+    async def _open_raw(self, headers: dict[str, str]) -> RawResponse:
+        """``_open`` for the raw client: the same retries, before any byte of a body."""
+        options = self._pool.options
+        for attempt in range(options.retries + 1):
+            last = attempt == options.retries
+            try:
+                response = await self._pool.raw.request(
+                    "GET",
+                    self._url,
+                    headers,
+                    connect_timeout_s=options.connect_timeout_s,
+                    read_timeout_s=options.read_timeout_s,
+                )
+            except RawHttpError as exc:
+                if last:
+                    raise SourceError(f"{self._name}: {self._why(exc)}") from None
+            else:
+                if response.status not in RETRY_STATUSES or last:
+                    return response
+                response.close()
+            await asyncio.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def _open(self, method: str, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
         """Send the request, retrying connection failures, timeouts and 502/503/504."""
@@ -202,13 +267,19 @@ class HttpSource:
         raise AssertionError("unreachable")
 
     def _check_partial(
-        self, response: aiohttp.ClientResponse, seen: _Validators, start: int, end: int
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        content_length: int | None,
+        seen: _Validators,
+        start: int,
+        end: int,
     ) -> None:
-        status = response.status
+        """Headers are looked up by their lower-case names (aiohttp's are case-insensitive)."""
         if status == 200 and start == 0 and end == seen.size - 1:
-            total, first, last = response.content_length, 0, end
+            total, first, last = content_length, 0, end
         elif status == 206:
-            found = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+            found = _CONTENT_RANGE.fullmatch(headers.get("content-range", "").strip())
             if found is None:
                 raise SourceError(f"{self._name}: 206 without a single-range Content-Range")
             first, last = int(found[1]), int(found[2])
@@ -217,7 +288,7 @@ class HttpSource:
             raise SourceError(f"{self._name}: the server ignores Range (answered 200)")
         else:
             raise self._status_error(status, "GET")
-        etag = response.headers.get("ETag")
+        etag = headers.get("etag")
         if total is not None and total != seen.size:
             raise SourceChanged(f"{self._name}: now {total} bytes, not {seen.size}")
         if etag is not None and seen.etag is not None and etag != seen.etag:

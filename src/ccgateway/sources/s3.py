@@ -10,12 +10,18 @@ Errors are mapped at this edge: NoSuchKey / NoSuchBucket / 404 -> ``SourceMissin
 PreconditionFailed / 412 / 416 -> ``SourceChanged``; AccessDenied, bad keys, timeouts, connection
 failures -> ``SourceError``. Each message names the object, the operation and the cause, never a
 credential. The endpoint, region and keys come from ``S3Config`` (keys never in its repr).
+
+``open_body`` is the GetObject of the zero-copy relay (``splice``) for an ``http://`` endpoint:
+signed locally as a SigV4 URL (no network; Range and If-Match are signed headers), sent with the
+raw HTTP/1.1 client, retried like botocore before the first byte, its errors mapped as above from
+the status and the error document's ``Code``. Stat stays HeadObject through aiobotocore.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
@@ -36,6 +42,8 @@ from ccgateway.sources.base import (
     remote_mtime_ns,
     tune_transport,
 )
+from ccgateway.sources.rawhttp import RawHttpError, RawHttpPool, RawResponse
+from ccgateway.sources.splice import RawBody
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -43,6 +51,9 @@ if TYPE_CHECKING:
 CHUNK_BYTES = 1024 * 1024
 MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "404", "410"})
 CHANGED = frozenset({"PreconditionFailed", "InvalidRange", "412", "416"})
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+SIGNED_FOR_S = 300
+_ERROR_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,7 @@ class S3Pool:
         self._client: S3Client | None = None
         self._stack: AsyncExitStack | None = None
         self._lock = asyncio.Lock()
+        self.raw = RawHttpPool(self.config.pool_size)
 
     async def client(self) -> S3Client:
         if self._client is not None:
@@ -97,6 +109,7 @@ class S3Pool:
             retries={"total_max_attempts": config.retries + 1, "mode": "standard"},
             max_pool_connections=config.pool_size,
             s3={"addressing_style": "path" if config.endpoint_url else "auto"},
+            signature_version="s3v4",  # signed URLs sign Range and If-Match too
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
@@ -110,6 +123,7 @@ class S3Pool:
         )
 
     async def aclose(self) -> None:
+        self.raw.close()
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
             await stack.aclose()
@@ -189,6 +203,76 @@ class S3Source:
         finally:
             body.close()
 
+    async def open_body(self, start: int, length: int) -> RawBody | None:
+        """The ranged GetObject on a plain socket, for ``splice.relay``: signed locally (SigV4,
+        Range and If-Match among the signed headers), sent by the raw HTTP client. None for an
+        https:// (or default AWS) endpoint and for an object without an ETag: ``read`` serves
+        those."""
+        if length <= 0 or not self._pool.config.endpoint_url.lower().startswith("http://"):
+            return None
+        seen = self._seen or await self.stat()
+        end = start + length - 1
+        if start < 0 or end >= seen.size:
+            raise SourceError(f"{self._uri}: bytes {start}-{end} are beyond its {seen.size}")
+        if not seen.etag:
+            return None
+        client = await self._pool.client()
+        params = {"Bucket": self._bucket, "Key": self._key, "Range": f"bytes={start}-{end}"}
+        params["IfMatch"] = seen.etag
+        headers = {"Range": params["Range"], "If-Match": seen.etag}
+        response = await self._get_raw(client, params, headers)
+        config = self._pool.config
+        if response.status != 206:
+            document = await response.read_small(16384, config.read_timeout_s)
+            found = _ERROR_CODE.search(document)
+            code = found[1].decode("utf-8", "replace") if found else str(response.status)
+            raise self._status_error("GetObject", code, response.status)
+        try:
+            self._check_range(
+                seen,
+                response.headers.get("content-range", ""),
+                response.headers.get("etag"),
+                start,
+                end,
+            )
+            if not response.delimited or response.content_length != length:
+                raise SourceError(f"{self._uri}: GetObject answered a body of another length")
+        except BaseException:
+            response.close()
+            raise
+        return RawBody(response, length, self._uri, config.read_timeout_s)
+
+    async def _get_raw(
+        self, client: S3Client, params: dict[str, str], headers: dict[str, str]
+    ) -> RawResponse:
+        """Sign and send, retrying connection failures, timeouts and 5xx like botocore."""
+        config = self._pool.config
+        for attempt in range(config.retries + 1):
+            last = attempt == config.retries
+            try:
+                url = await client.generate_presigned_url(
+                    "get_object", Params=params, ExpiresIn=SIGNED_FOR_S
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error("GetObject", exc) from None
+            try:
+                response = await self._pool.raw.request(
+                    "GET",
+                    url,
+                    headers,
+                    connect_timeout_s=config.connect_timeout_s,
+                    read_timeout_s=config.read_timeout_s,
+                )
+            except RawHttpError as exc:
+                if last:
+                    raise SourceError(f"{self._uri}: GetObject failed: {exc}") from None
+            else:
+                if response.status not in RETRY_STATUSES or last:
+                    return response
+                response.close()
+            await asyncio.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
+
     def _check_range(
         self, seen: SourceStat, content_range: str, etag: str | None, start: int, end: int
     ) -> None:
@@ -202,14 +286,16 @@ class S3Source:
         if isinstance(exc, ClientError):
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            code = str(error.get("Code") or status)
-            what = f"{self._uri}: {operation} failed: {code} (HTTP {status})"
-            if code in MISSING or status in (404, 410):
-                return SourceMissing(what)
-            if code in CHANGED or status in (412, 416):
-                return SourceChanged(what + ": changed since it was registered")
-            return SourceError(what)
+            return self._status_error(operation, str(error.get("Code") or status), status)
         return SourceError(f"{self._uri}: {operation} failed: {_cause(exc)}")
+
+    def _status_error(self, operation: str, code: str, status: int) -> SourceError:
+        what = f"{self._uri}: {operation} failed: {code} (HTTP {status})"
+        if code in MISSING or status in (404, 410):
+            return SourceMissing(what)
+        if code in CHANGED or status in (412, 416):
+            return SourceChanged(what + ": changed since it was registered")
+        return SourceError(what)
 
 
 def _cause(exc: BaseException) -> str:

@@ -30,6 +30,7 @@ from ccgateway.audit import DownloadAttempt, Outcome
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.sources.base import MediaSource, SourceError, reading
+from ccgateway.sources.splice import relay
 from ccgateway.web.stall import ClientStalled, watching_progress
 from ccgateway.web.state import gateway
 from ccgateway.wire.digest import digest_header_for
@@ -154,6 +155,12 @@ async def _send_body(
     if sendfile and path is not None and not _is_tls(request):
         await _sendfile(request, path, start, length, attempt)
         return
+
+    def sent(count: int) -> None:
+        attempt.bytes_sent += count
+
+    if not _is_tls(request) and await relay(source, request.transport, start, length, sent):
+        return  # spliced in the kernel, upstream socket to client socket
     async with reading(source, start, length) as chunks:
         async for chunk in chunks:
             await response.write(chunk)

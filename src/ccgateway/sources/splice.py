@@ -1,0 +1,215 @@
+"""Zero-copy relay of a remote body to the client's connection (Linux ``splice``).
+
+When the recording comes from a plain-HTTP upstream (an ``http://`` recording server, or an S3
+endpoint reached with a signed URL) and the client's connection is plain HTTP too, the body never
+enters Python: ``pump`` moves it upstream socket -> pipe -> client socket with ``os.splice``,
+driven by the event loop's ``add_reader``/``add_writer``. The source opens the response itself
+(``Splicing.open_body``: request, precondition, checks, retries before the first byte), so the
+rules of each backend stay in its module; anything else (TLS on either side, a chunked body, no
+``splice``) falls back to the chunked ``read`` path.
+
+- Backpressure: nothing is read from upstream while the pipe holds bytes the client has not
+  taken, so a slow client leaves the upstream's TCP window closed.
+- Timeouts: waiting ``read_timeout_s`` for upstream bytes fails the transfer; waiting for a slow
+  client does not, but its connection is checked every second.
+- Cancellation and failures close the upstream connection at once; only a body relayed to its
+  end returns its connection to the pool.
+- The client side works on its own duplicate of the connection's descriptor, so a transport
+  that closes meanwhile can never let the relay write into a reused descriptor number.
+- ``progress(n)`` is called as each block reaches the client's socket (the audit's bytes_sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ccgateway.sources.base import MediaSource, SourceError
+from ccgateway.sources.rawhttp import RawResponse
+
+SUPPORTED = sys.platform == "linux" and hasattr(os, "splice")
+PIPE_BYTES = 1024 * 1024
+CLIENT_CHECK_S = 1.0
+_IN = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+
+
+class UpstreamFailed(Exception):
+    """The upstream side of a pump failed after ``received`` bytes of the body."""
+
+    def __init__(self, received: int, why: str) -> None:
+        super().__init__(why)
+        self.received = received
+        self.why = why
+
+
+@dataclass
+class RawBody:
+    """An upstream response positioned at the first byte of the ``length`` bytes asked for."""
+
+    response: RawResponse
+    length: int
+    name: str  # the source, fit for a message (no credentials, no query string)
+    read_timeout_s: float
+
+
+@runtime_checkable
+class Splicing(Protocol):
+    async def open_body(self, start: int, length: int) -> RawBody | None:
+        """The response for bytes ``start .. start+length-1`` (checked, its head read), or None
+        when this source cannot be relayed that way right now (nothing was sent to anyone)."""
+        ...
+
+
+async def relay(
+    source: MediaSource,
+    transport: asyncio.BaseTransport | None,
+    start: int,
+    length: int,
+    progress: Callable[[int], None],
+) -> bool:
+    """Send the bytes with ``splice`` when source and connection allow it; False, having sent
+    nothing, when they do not. Raises SourceError (upstream failed) or ConnectionError (client
+    went away) like the chunked path."""
+    if not SUPPORTED or transport is None or not isinstance(source, Splicing):
+        return False
+    if transport.get_extra_info("sslcontext") is not None or transport.is_closing():
+        return False
+    raw = transport.get_extra_info("socket")
+    if raw is None or raw.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
+        return False
+    body = await source.open_body(start, length)
+    if body is None:
+        return False
+    upstream = body.response
+    leftover = upstream.leftover[:length]
+    finished = False
+    client = raw.dup()
+    try:
+        await _flushed(transport)
+        if leftover:
+            await asyncio.get_running_loop().sock_sendall(client, leftover)
+            progress(len(leftover))
+        await pump(
+            upstream.sock,
+            client,
+            length - len(leftover),
+            read_timeout_s=body.read_timeout_s,
+            progress=progress,
+            alive=lambda: not transport.is_closing(),
+        )
+        finished = True
+    except UpstreamFailed as exc:
+        raise SourceError(
+            f"{body.name}: transfer broken after {len(leftover) + exc.received} bytes: {exc.why}"
+        ) from None
+    finally:
+        client.close()
+        if finished:
+            upstream.release()
+        else:
+            upstream.close()
+    return True
+
+
+async def pump(
+    src: socket.socket,
+    dst: socket.socket,
+    count: int,
+    *,
+    read_timeout_s: float,
+    progress: Callable[[int], None],
+    alive: Callable[[], bool] = lambda: True,
+) -> None:
+    """Move exactly ``count`` bytes from ``src`` to ``dst`` through a pipe, in the kernel."""
+    loop = asyncio.get_running_loop()
+    src_fd, dst_fd = src.fileno(), dst.fileno()
+    pipe_r, pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        capacity = _grow(pipe_w)
+        to_read, in_pipe, received = count, 0, 0
+        stalled = False  # the client took nothing last time: read no more until it does
+        while to_read or in_pipe:
+            moved_in = moved_out = 0
+            if to_read and in_pipe < capacity and not stalled:
+                try:
+                    moved_in = os.splice(
+                        src_fd, pipe_w, min(to_read, capacity - in_pipe), flags=_IN
+                    )
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    raise UpstreamFailed(received, exc.strerror or type(exc).__name__) from None
+                else:
+                    if moved_in == 0:
+                        raise UpstreamFailed(received, "the server closed the connection")
+                    to_read -= moved_in
+                    in_pipe += moved_in
+                    received += moved_in
+            if in_pipe:
+                try:
+                    moved_out = os.splice(pipe_r, dst_fd, in_pipe, flags=_IN)
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    raise ConnectionResetError(f"client connection: {exc.strerror}") from None
+                else:
+                    in_pipe -= moved_out
+                    progress(moved_out)
+                    stalled = False
+            if moved_in or moved_out:
+                continue
+            if in_pipe:  # the client is not taking bytes: wait for it, not for upstream
+                stalled = True
+                if not await _ready(loop, dst_fd, True, CLIENT_CHECK_S) and not alive():
+                    raise ConnectionResetError("the client's connection closed")
+            elif not await _ready(loop, src_fd, False, read_timeout_s):
+                raise UpstreamFailed(received, f"no data for {read_timeout_s:g} s")
+    finally:
+        os.close(pipe_r)
+        os.close(pipe_w)
+
+
+def _grow(pipe: int) -> int:
+    """Ask for a 1 MiB pipe (fewer wake-ups); keep the default when the system refuses."""
+    try:
+        return fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except OSError:
+        return fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ)
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int, write: bool, timeout_s: float) -> bool:
+    """Whether ``fd`` became readable (writable) within ``timeout_s``."""
+    waiter: asyncio.Future[bool] = loop.create_future()
+
+    def settle(ready: bool) -> None:
+        if not waiter.done():
+            waiter.set_result(ready)
+
+    if write:
+        loop.add_writer(fd, settle, True)
+    else:
+        loop.add_reader(fd, settle, True)
+    timer = loop.call_later(timeout_s, settle, False)
+    try:
+        return await waiter
+    finally:
+        timer.cancel()
+        if write:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+
+
+async def _flushed(transport: asyncio.BaseTransport) -> None:
+    """Wait until the transport has handed everything it buffered (the head) to the socket."""
+    size = getattr(transport, "get_write_buffer_size", None)
+    while size is not None and size() > 0:
+        if transport.is_closing():
+            raise ConnectionResetError("the client's connection closed")
+        await asyncio.sleep(0.001)
