@@ -6,6 +6,10 @@ accepted until ``GUIDTIMEOUT`` after its rotation. ``updateGuid`` and force sign
 at once. An agent that has not polled for ``AGENT_IDLE_TIMEOUT`` is signed out (a poll records
 itself at most every ``TOUCH_EVERY_MS``, so that may happen up to 5 s early).
 
+An event poll (``poll_events``) authenticates, records itself, rotates and takes the next event; on
+a store that can (Redis) the first step is one atomic round trip. ``wake_polls`` (shutdown) makes
+waiting polls answer empty at once.
+
 Errors: no session → 100-006; a session but a wrong, missing or expired GUID → 000-003.
 """
 

@@ -107,6 +107,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             AGENT_POLL_WAIT_INTERVAL="100",
             LOG_LEVEL="INFO",
             DATA_DIR=str(run_dir / "cli"),
+            # The tests compare many answers for one agent, all from 127.0.0.1: not flow control.
+            REQUEST_RATE_PER_AGENT="100000",
         )
         assert "revision" in cluster.ccgateway(env, "db", "upgrade")
         for work_no in (AGENT, OTHER, POLLER):
