@@ -9,7 +9,8 @@ rules of each backend stay in its module; anything else (TLS on either side, a c
 ``splice``) falls back to the chunked ``read`` path.
 
 - Backpressure: nothing is read from upstream while the pipe holds bytes the client has not
-  taken, so a slow client leaves the upstream's TCP window closed.
+  taken, nor, once the client has kept the relay waiting, while its connection still queues
+  RESUME_BELOW unsent bytes; a slow client leaves the upstream's TCP window closed.
 - Timeouts: waiting ``read_timeout_s`` for upstream bytes fails the transfer; waiting for a slow
   client does not, but its connection is checked every second.
 - Cancellation and failures close the upstream connection at once; only a body relayed to its
@@ -25,6 +26,7 @@ import asyncio
 import fcntl
 import os
 import socket
+import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +38,15 @@ from ccgateway.sources.rawhttp import RawResponse
 SUPPORTED = sys.platform == "linux" and hasattr(os, "splice")
 PIPE_BYTES = 1024 * 1024
 CLIENT_CHECK_S = 1.0
+# After waiting STALLED_S or more for a client, read upstream again only once fewer than
+# RESUME_BELOW bytes wait unsent on its connection (checked every HOLD_POLL_S). A stalled
+# receiver on loopback was seen to reopen its window by 1.5-2 MB about a second into the stall
+# (on the spliced path only); that burst is then served from what is already queued, not
+# pulled from upstream.
+STALLED_S = 0.2
+RESUME_BELOW = 1024 * 1024
+HOLD_POLL_S = 0.05
+SIOCOUTQNSD = 0x894B
 _IN = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 
 
@@ -133,10 +144,12 @@ async def pump(
     try:
         capacity = _grow(pipe_w)
         to_read, in_pipe, received = count, 0, 0
-        stalled = False  # the client took nothing last time: read no more until it does
+        waited = False  # long, for the client: read upstream only once its backlog is small
         while to_read or in_pipe:
             moved_in = moved_out = 0
-            if to_read and in_pipe < capacity and not stalled:
+            hold = waited and _unsent(dst_fd) > RESUME_BELOW
+            waited = hold
+            if to_read and in_pipe < capacity and not hold:
                 try:
                     moved_in = os.splice(
                         src_fd, pipe_w, min(to_read, capacity - in_pipe), flags=_IN
@@ -161,18 +174,30 @@ async def pump(
                 else:
                     in_pipe -= moved_out
                     progress(moved_out)
-                    stalled = False
             if moved_in or moved_out:
                 continue
             if in_pipe:  # the client is not taking bytes: wait for it, not for upstream
-                stalled = True
+                since = loop.time()
                 if not await _ready(loop, dst_fd, True, CLIENT_CHECK_S) and not alive():
+                    raise ConnectionResetError("the client's connection closed")
+                waited = waited or loop.time() - since >= STALLED_S
+            elif hold:  # its connection still holds a backlog: let the client work on it
+                await asyncio.sleep(HOLD_POLL_S)
+                if not alive():
                     raise ConnectionResetError("the client's connection closed")
             elif not await _ready(loop, src_fd, False, read_timeout_s):
                 raise UpstreamFailed(received, f"no data for {read_timeout_s:g} s")
     finally:
         os.close(pipe_r)
         os.close(pipe_w)
+
+
+def _unsent(sock_fd: int) -> int:
+    """Bytes queued on a TCP connection that the peer has not yet been sent (0 if unknown)."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock_fd, SIOCOUTQNSD, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0
 
 
 def _grow(pipe: int) -> int:
