@@ -121,7 +121,7 @@ async def relay(
         ) from None
     finally:
         client.close()
-        if finished:
+        if finished and len(upstream.leftover) <= length:  # nothing past the body was read
             upstream.release()
         else:
             upstream.close()
