@@ -203,3 +203,32 @@ async def test_s3_signed_get_maps_errors_like_get_object(seaweedfs: SeaweedFS) -
             await source.open_body(0, 10)
     finally:
         await pool.aclose()
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        near = socket.create_connection(server.getsockname())
+        far, _ = server.accept()
+    for sock in (near, far):
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return near, far
+
+
+async def test_bytes_reach_the_client_while_upstream_pauses() -> None:
+    """Blocks sent with SPLICE_F_MORE are pushed out when the relay waits for upstream."""
+    up_far, up = tcp_pair()
+    down, down_far = tcp_pair()
+    try:
+        up_far.send(b"z" * 1000)
+        relaying = asyncio.ensure_future(
+            pump(up, down, 5000, read_timeout_s=5, progress=lambda n: None)
+        )
+        async with asyncio.timeout(1.0):
+            assert await drain(down_far, 1000) == b"z" * 1000
+        up_far.send(b"z" * 4000)
+        await relaying
+        assert len(await drain(down_far, 4000)) == 4000
+    finally:
+        for sock in (up_far, up, down, down_far):
+            sock.close()
