@@ -350,7 +350,12 @@ class Tap:
         self._tasks.add(task)
         link = Link()
         self.links.append(link)
-        up_r, up_w = await asyncio.open_connection("127.0.0.1", self._target)
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self._target)
+        except BaseException:
+            client_w.close()
+            self._tasks.discard(task)
+            raise
         self._writers += [up_w, client_w]
         up = asyncio.create_task(self._pump(client_r, up_w, None))
         down = asyncio.create_task(self._pump(up_r, client_w, link))
@@ -358,11 +363,12 @@ class Tap:
             await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             link.closed_at = time.monotonic()
+            # closed first: a cancellation while waiting for the pumps below must not leak them
+            for writer in (up_w, client_w):
+                writer.close()
             for pump in (up, down):
                 pump.cancel()
             await asyncio.gather(up, down, return_exceptions=True)
-            for writer in (up_w, client_w):
-                writer.close()
             self._tasks.discard(task)
 
     async def _pump(
