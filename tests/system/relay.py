@@ -3,7 +3,8 @@
 Tests put it in front of a real ``ccgateway serve`` to interrupt downloads where they choose:
 ``cut_after`` lists byte counts; the first connection whose downstream (gateway → client) bytes
 reach the next count is cut there (after ``on_cut`` ran). ``rate`` limits each connection's
-downstream to that many bytes a second. :class:`ThreadedRelay` runs one on its own thread for
+downstream to that many bytes a second; ``delay`` holds every chunk that long, both ways (a slow
+network: each round trip takes twice that). :func:`threaded_relay` runs one on its own thread for
 synchronous tests (the CLI's).
 """
 
@@ -26,11 +27,13 @@ class Relay:
         *,
         cut_after: Iterable[int] = (),
         rate: float | None = None,
+        delay: float = 0.0,
         on_cut: Callable[[int], object] | None = None,
     ) -> None:
         self.upstream_port = upstream_port
         self.plan = deque(cut_after)
         self.rate = rate
+        self.delay = delay
         self.on_cut = on_cut
         self.cuts = 0
         self.connections = 0
@@ -101,12 +104,16 @@ class Relay:
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while chunk := await reader.read(_CHUNK):
+            if self.delay:
+                await asyncio.sleep(self.delay)
             writer.write(chunk)
             await writer.drain()
 
     async def _downstream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sent, started = 0, time.monotonic()
         while chunk := await reader.read(_CHUNK):
+            if self.delay:
+                await asyncio.sleep(self.delay)
             if self.plan and sent + len(chunk) >= self.plan[0]:
                 writer.write(chunk[: self.plan[0] - sent])
                 await writer.drain()

@@ -7,9 +7,11 @@ GUID every second and refuses a rotated-out one two seconds later.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import os
 import random
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -263,6 +265,32 @@ async def test_the_certificate_is_always_verified(gw: AgentGateway) -> None:
         assert agent.guid is not None
     with pytest.raises(ValueError, match="https"):
         AgentClient(f"http://127.0.0.1:{gw.port}", 114, PASSWORD, ca=gw.ca)
+
+
+def open_sockets_to(port: int) -> list[socket.socket]:
+    """This process's open sockets connected to ``port`` on the loopback."""
+    found = []
+    for obj in gc.get_objects():
+        if isinstance(obj, socket.socket) and obj.fileno() != -1:
+            try:
+                peer = obj.getpeername()
+            except OSError:
+                continue
+            if peer == ("127.0.0.1", port):
+                found.append(obj)
+    return found
+
+
+async def test_close_leaves_no_connection_open(gw: AgentGateway) -> None:
+    # Closing at once after the sign-in catches the poll reconnecting (it re-polls after each of
+    # the first events). aiohttp closes that connection gracefully and stops tracking it; on a
+    # slow network the close_notify round trip outlasted close(), and an event loop ended
+    # right after (asyncio.run) left its socket open.
+    async with Relay(gw.port, delay=0.03) as relay:
+        for _ in range(3):
+            async with client(relay.url, gw, 116):
+                pass
+            assert open_sockets_to(relay.port) == []
 
 
 def test_sync_client(gw: AgentGateway, tmp_path: Path) -> None:

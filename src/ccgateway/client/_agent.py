@@ -137,7 +137,10 @@ class AgentClient:
         """Sign out (a failure is logged, not raised), close the connections, stop polling.
 
         The connections close before the poll is cancelled: closing aborts the poll in flight
-        at once, where a cancelled TLS request would linger in a graceful shutdown.
+        at once, where a cancelled TLS request would linger in a graceful shutdown. A poll that
+        was connecting still ends in one (its TLS connection is closed gracefully, untracked by
+        aiohttp), so once the poll has stopped, this waits until every connection is closed:
+        none is left open when the caller's event loop ends.
         """
         self._closing = True
         if self._signed_in:
@@ -151,11 +154,12 @@ class AgentClient:
             except ClientError as exc:
                 log.warning("sign-out failed: %s", exc)
         self._buffer.end()
-        await self._conn.close()
+        await self._conn.close_session()
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.wait([self._poller])
             self._poller = None
+        await self._conn.wait_closed()
 
     # -- events ---------------------------------------------------------------------------------
 

@@ -7,14 +7,24 @@
 - **GUID.** Every 2xx answer carrying ``Set-GUID`` replaces the GUID (as the JavaScript SDK
   does); every request reads the GUID current at the moment it is sent.
 - **Errors.** aiohttp's exceptions become :mod:`ccgateway.client` errors here, in one place.
+- **Closing waits for every connection.** aiohttp closes some TLS connections gracefully and
+  stops tracking them: one whose connect finished after the session was closed, one whose
+  connect was cancelled just after its handshake, one with a pinned fingerprint that did not
+  match, one released with an unread body. Each needs a round trip (``close_notify``) to
+  finish, and a loop closed before that (``asyncio.run`` returning) leaves its socket open.
+  So every socket the session opens is noted (``socket_factory``), and :meth:`Connection.close`
+  returns once each is closed (within :data:`SETTLE_TIMEOUT`, then they are shut down).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import socket
 import ssl
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,9 +42,13 @@ from ccgateway.client._errors import (
 )
 from ccgateway.wire.guid import GUID, SET_GUID, parse_set_guid
 
+log = logging.getLogger("ccgateway.client")
+
 BASE_PATH = "/agentgateway/resource/"
 SSLOption = ssl.SSLContext | aiohttp.Fingerprint | bool
-_PIN_CLOSE_WAIT = 0.2
+SETTLE_TIMEOUT = 2.0
+"""Seconds :meth:`Connection.close` waits for graceful TLS closes before shutting sockets down."""
+_SETTLE_POLL = 0.005
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,22 @@ def translate(exc: BaseException) -> ClientError:
     return TransportError(str(exc) or type(exc).__name__)
 
 
+class _SocketRegistry:
+    """The ``socket_factory`` of a session: it notes each socket, to wait until all are closed."""
+
+    def __init__(self) -> None:
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+    def __call__(self, addr_info: aiohttp.AddrInfoType) -> socket.socket:
+        family, kind, proto, _, _ = addr_info
+        sock = socket.socket(family=family, type=kind, proto=proto)  # as aiohappyeyeballs does
+        self._sockets.add(sock)
+        return sock
+
+    def open(self) -> list[socket.socket]:
+        return [sock for sock in self._sockets if sock.fileno() != -1]
+
+
 class Connection:
     """The HTTP session to one gateway for one agent, and that agent's current GUID."""
 
@@ -134,12 +164,12 @@ class Connection:
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._session: aiohttp.ClientSession | None = None
-        self._pin_failed = False
+        self._sockets = _SocketRegistry()
         self.guid: str | None = None
 
     def open(self) -> None:
         if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=32)
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=32, socket_factory=self._sockets)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
@@ -148,12 +178,40 @@ class Connection:
             )
 
     async def close(self) -> None:
+        """Close the session, then wait until every connection it opened is closed."""
+        await self.close_session()
+        await self.wait_closed()
+
+    async def close_session(self) -> None:
+        """Abort the connections the session holds (requests in flight fail); no new requests."""
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
-            # A pin mismatch closes its TLS connection gracefully (close_notify both ways),
-            # untracked by the session: give it a moment so no socket outlives the loop.
-            await asyncio.sleep(_PIN_CLOSE_WAIT if self._pin_failed else 0)
+
+    async def wait_closed(self) -> None:
+        """Wait until every socket the session opened is closed (see the module notes).
+
+        Call it once nothing uses the connection any more: a request still connecting would
+        open a socket after the wait. Graceful closes get :data:`SETTLE_TIMEOUT` seconds; the
+        sockets still open then are shut down, which makes their transports close at once.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_TIMEOUT
+        shut_down = False
+        while sockets := self._sockets.open():
+            if loop.time() >= deadline:
+                if shut_down:
+                    log.warning("%d connection(s) to %s did not close", len(sockets), self.base)
+                    return
+                log.debug("shutting down %d connection(s) still closing", len(sockets))
+                for sock in sockets:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                shut_down = True
+                deadline = loop.time() + SETTLE_TIMEOUT
+            await asyncio.sleep(_SETTLE_POLL)
 
     def headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         sent = dict(extra or {})
@@ -195,7 +253,6 @@ class Connection:
                 self.adopt(response)
                 yield response
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            self._pin_failed |= isinstance(exc, aiohttp.ServerFingerprintMismatch)
             raise translate(exc) from exc
 
     async def call(

@@ -132,7 +132,10 @@ async def _make(server: str, agent_id: int, password: str, options: dict[str, An
 
 
 async def _shutdown() -> None:
-    """Cancel what is left on the loop and let closed transports finish, as asyncio.run does."""
+    """Cancel what is left on the loop, as asyncio.run does.
+
+    No wait for TLS connections to close here: :meth:`AgentClient.close` returns once they are.
+    """
     loop = asyncio.get_running_loop()
     others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     for task in others:
@@ -140,6 +143,3 @@ async def _shutdown() -> None:
     if others:
         await asyncio.wait(others)
     await loop.shutdown_asyncgens()
-    # TLS connections close asynchronously (close_notify); aiohttp's advice is a short wait so
-    # none is still open when this loop is closed.
-    await asyncio.sleep(0.25)
