@@ -14,9 +14,10 @@ from yarl import URL
 
 from ccgateway import retcodes
 from ccgateway.catalog import Registration
-from ccgateway.stores.base import AuditRecord, FileType
+from ccgateway.stores.base import FileType
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.functional.conftest import CONF, REC0, REC1
+from tests.functional.test_download_audit import audit_rows
 
 TOKEN = "metrics-token-0123456789"
 SMALL = 100_000
@@ -79,15 +80,6 @@ async def test_a_missing_or_wrong_token_answers_401_and_is_never_logged(
     assert samples(text)["ccgateway_signed_in_agents"] == {(): 0.0}
     assert TOKEN not in caplog.text
     assert TOKEN not in repr(gw.gateway.settings)
-
-
-async def audit_rows(gw: RunningGateway, expected: int) -> list[AuditRecord]:
-    for _ in range(200):
-        rows = await gw.gateway.auditor.store.query()
-        if len(rows) >= expected:
-            return rows
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"expected {expected} audit rows")
 
 
 @pytest.mark.parametrize("sendfile", ["ON", "OFF"])

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +43,11 @@ from ccgateway.sources.base import (
     remote_mtime_ns,
     tune_transport,
 )
-from ccgateway.sources.rawhttp import RawHttpError, RawHttpPool, RawResponse
+from ccgateway.sources.rawhttp import (
+    RawHttpPool,
+    RawResponse,
+    request_with_retries,
+)
 from ccgateway.sources.splice import RawBody
 
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -220,25 +224,22 @@ class HttpSource:
     async def _open_raw(self, headers: dict[str, str]) -> RawResponse:
         """``_open`` for the raw client: the same retries, before any byte of a body."""
         options = self._pool.options
-        for attempt in range(options.retries + 1):
-            last = attempt == options.retries
-            try:
-                response = await self._pool.raw.request(
-                    "GET",
-                    self._url,
-                    headers,
-                    connect_timeout_s=options.connect_timeout_s,
-                    read_timeout_s=options.read_timeout_s,
-                )
-            except RawHttpError as exc:
-                if last:
-                    raise SourceError(f"{self._name}: {self._why(exc)}") from None
-            else:
-                if response.status not in RETRY_STATUSES or last:
-                    return response
-                response.close()
-            await asyncio.sleep(0.1 * 2**attempt)
-        raise AssertionError("unreachable")
+
+        def send() -> Awaitable[RawResponse]:
+            return self._pool.raw.request(
+                "GET",
+                self._url,
+                headers,
+                connect_timeout_s=options.connect_timeout_s,
+                read_timeout_s=options.read_timeout_s,
+            )
+
+        return await request_with_retries(
+            send,
+            retries=options.retries,
+            retry_statuses=RETRY_STATUSES,
+            failed=lambda exc: SourceError(f"{self._name}: {self._why(exc)}"),
+        )
 
     async def _open(self, method: str, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
         """Send the request, retrying connection failures, timeouts and 502/503/504."""

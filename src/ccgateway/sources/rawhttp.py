@@ -13,6 +13,7 @@ import asyncio
 import socket
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -236,3 +237,27 @@ def _still_open(sock: socket.socket) -> bool:
     except OSError:
         return False
     return False  # EOF, or bytes nobody asked for
+
+
+async def request_with_retries(
+    send: Callable[[], Awaitable[RawResponse]],
+    *,
+    retries: int,
+    retry_statuses: frozenset[int],
+    failed: Callable[[RawHttpError], Exception],
+) -> RawResponse:
+    """``send`` until it answers, retrying connection failures, timeouts and ``retry_statuses``
+    (before any byte of a body, with a growing pause); the last failure is raised as ``failed``."""
+    for attempt in range(retries + 1):
+        last = attempt == retries
+        try:
+            response = await send()
+        except RawHttpError as exc:
+            if last:
+                raise failed(exc) from None
+        else:
+            if response.status not in retry_statuses or last:
+                return response
+            response.close()
+        await asyncio.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")

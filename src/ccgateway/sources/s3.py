@@ -42,7 +42,7 @@ from ccgateway.sources.base import (
     remote_mtime_ns,
     tune_transport,
 )
-from ccgateway.sources.rawhttp import RawHttpError, RawHttpPool, RawResponse
+from ccgateway.sources.rawhttp import RawHttpPool, RawResponse, request_with_retries
 from ccgateway.sources.splice import RawBody
 
 if TYPE_CHECKING:
@@ -247,31 +247,28 @@ class S3Source:
     ) -> RawResponse:
         """Sign and send, retrying connection failures, timeouts and 5xx like botocore."""
         config = self._pool.config
-        for attempt in range(config.retries + 1):
-            last = attempt == config.retries
-            try:
+
+        async def send() -> RawResponse:
+            try:  # signed afresh for each attempt
                 url = await client.generate_presigned_url(
                     "get_object", Params=params, ExpiresIn=SIGNED_FOR_S
                 )
             except (ClientError, BotoCoreError) as exc:
                 raise self._error("GetObject", exc) from None
-            try:
-                response = await self._pool.raw.request(
-                    "GET",
-                    url,
-                    headers,
-                    connect_timeout_s=config.connect_timeout_s,
-                    read_timeout_s=config.read_timeout_s,
-                )
-            except RawHttpError as exc:
-                if last:
-                    raise SourceError(f"{self._uri}: GetObject failed: {exc}") from None
-            else:
-                if response.status not in RETRY_STATUSES or last:
-                    return response
-                response.close()
-            await asyncio.sleep(0.1 * 2**attempt)
-        raise AssertionError("unreachable")
+            return await self._pool.raw.request(
+                "GET",
+                url,
+                headers,
+                connect_timeout_s=config.connect_timeout_s,
+                read_timeout_s=config.read_timeout_s,
+            )
+
+        return await request_with_retries(
+            send,
+            retries=config.retries,
+            retry_statuses=RETRY_STATUSES,
+            failed=lambda exc: SourceError(f"{self._uri}: GetObject failed: {exc}"),
+        )
 
     def _check_range(
         self, seen: SourceStat, content_range: str, etag: str | None, start: int, end: int
