@@ -200,6 +200,8 @@ class Script:
     fail_first: list[int]
     cut_body: bool = False
     stall_body: bool = False
+    chunked: bool = False
+    sent_before_trouble: int = 1000  # bytes of the body before a cut or a stall
     gets: int = 0
 
 
@@ -215,16 +217,21 @@ async def scripted_upstream(script: Script) -> TestServer:
         assert request.headers["If-Match"] == '"v1"'
         response = web.StreamResponse(status=206, headers=headers)
         response.headers["Content-Range"] = f"bytes {first}-{last}/{len(script.data)}"
-        response.content_length = last - first + 1
+        if script.chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = last - first + 1
         await response.prepare(request)
-        await response.write(script.data[first : first + 1000])
+        before = first + script.sent_before_trouble
+        await response.write(script.data[first:before])
         if script.stall_body:
             await asyncio.sleep(30)
         if script.cut_body:
             assert request.transport is not None
             request.transport.abort()
             return response
-        await response.write(script.data[first + 1000 : last + 1])
+        for offset in range(before, last + 1, 65536):
+            await response.write(script.data[offset : min(offset + 65536, last + 1)])
         return response
 
     server = TestServer(web.Application(), host="127.0.0.1")

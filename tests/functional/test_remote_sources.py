@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from ccgateway import retcodes
@@ -31,6 +29,7 @@ from ccgateway.sources.base import SourceMissing
 from ccgateway.sources.http import HttpOptions
 from ccgateway.stores.base import AuditRecord, FileType
 from tests.conftest import GatewayFactory, RunningGateway
+from tests.contract.test_sources import Script, scripted_upstream
 from tests.functional.conftest import CONF, REC0
 from tests.system.upstreams import SECRET_KEY, Nginx, SeaweedFS, Tap
 
@@ -360,52 +359,12 @@ async def test_downloads_reuse_upstream_connections(
         assert len(tap.links) - before <= 2  # one for the HEADs, one for the GETs
 
 
-@dataclass
-class Scripted:
-    """An HTTP recording server that misbehaves on purpose."""
-
-    data: bytes
-    fail_first: list[int]
-    chunked: bool = False
-    stall_after: int | None = None
-    gets: int = 0
-
-
-async def scripted_server(script: Scripted) -> TestServer:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        headers = {"ETag": '"v1"', "Last-Modified": "Mon, 24 Nov 2025 10:00:00 GMT"}
-        if request.method == "HEAD":
-            return web.Response(headers={**headers, "Content-Length": str(len(script.data))})
-        script.gets += 1
-        if script.fail_first:
-            return web.Response(status=script.fail_first.pop(0))
-        first, last = (int(x) for x in request.headers["Range"][6:].split("-"))
-        response = web.StreamResponse(status=206, headers=headers)
-        response.headers["Content-Range"] = f"bytes {first}-{last}/{len(script.data)}"
-        if script.chunked:
-            response.enable_chunked_encoding()
-        else:
-            response.content_length = last - first + 1
-        await response.prepare(request)
-        if script.stall_after is not None:
-            await response.write(script.data[first : first + script.stall_after])
-            await asyncio.sleep(30)
-        for offset in range(first, last + 1, 65536):
-            await response.write(script.data[offset : min(offset + 65536, last + 1)])
-        return response
-
-    server = TestServer(web.Application(), host="127.0.0.1")
-    server.app.router.add_route("*", "/{name}", handle)
-    await server.start_server()
-    return server
-
-
 async def test_retries_chunked_bodies_and_stalls_through_the_gateway(
     make_gateway: GatewayFactory,
 ) -> None:
     data = os.urandom(3 * MiB)
-    script = Scripted(data, fail_first=[503, 502], chunked=True)
-    server = await scripted_server(script)
+    script = Script(data, fail_first=[503, 502], chunked=True)
+    server = await scripted_upstream(script)
     try:
         gw = await make_gateway()
         configure_sources(http=HttpOptions(retries=2, read_timeout_s=0.3))
@@ -413,7 +372,7 @@ async def test_retries_chunked_bodies_and_stalls_through_the_gateway(
         guid = await signed_in(gw)
         status, _, body = await get(gw, guid, FileType.HD)  # retried, then a chunked 206
         assert status == 200 and body == data
-        script.chunked, script.stall_after = False, 100_000
+        script.chunked, script.stall_body, script.sent_before_trouble = False, True, 100_000
         started = time.monotonic()
         async with aiohttp.ClientSession() as http:
             async with http.get(url(gw, FileType.HD), headers={"Guid": guid}) as response:
