@@ -22,13 +22,15 @@ sessions' key prefix is not configurable yet):
    config gets a plain HTTP listener and a static location ``/static/`` with the offload
    location's file settings (sendfile on, tcp_nopush off). The client uses the plain listener:
    TLS would add its own cost to both sides of each comparison.
-3. Latency, as ``bench/sessions.py`` measures it, on both systems side by side, so that whatever
-   else runs on the machine weighs on both alike: on each side every long-polling agent signs in
-   and polls in a loop (held 10 s when idle); once all hold a poll, sample rounds alternate
-   between the sides (order flipped every round): ``forcelogin`` (not timed, Argon2-bound) queues
-   AgentOther_InService and AgentState_Ready, and the two polls that find them are timed from
-   request start to the last body byte, with short pauses. The client's garbage collector is off
-   while it samples.
+3. Latency, on both systems side by side, so that whatever else runs on the machine weighs on
+   both alike: on each side every long-polling agent signs in and polls in a loop (held 10 s when
+   idle); once all hold a poll, sample rounds alternate between the sides (order flipped every
+   round). A round registers one recording for the side's ``--samplers`` agents through the admin
+   API (not timed: it queues one AgentMediaEvent_Record per sampler), then times, one sampler
+   after the other with short pauses, the poll that finds its event waiting, from request start
+   to the last body byte. The client's garbage collector is off while it samples. (Events of a
+   forced sign-in would do too, but each costs an Argon2 hash that crowds the machine: a run
+   would hold far fewer samples, and a p99 of a few hundred samples does not repeat.)
 4. Download (long polls stopped): a 1 GiB file (``bench/download.py``'s generator) registered
    through the admin API. One ``curl`` at a time writing to /dev/null, alternating offload and
    static (order flipped each round), after a byte check and a warm-up of each; MiB/s is curl's
@@ -65,6 +67,7 @@ import aiohttp
 
 from _common import children, cpu_s, free_port, gateway_env, stop, verdict, wait_listening
 from ccgateway import tls
+from ccgateway.catalog import RECORD_EVENT
 from ccgateway.config import load_settings
 from ccgateway.gateway import open_gateway
 from download import OtherLoad, make_file, warm
@@ -127,14 +130,29 @@ def make_side(name: str, base: str, work_nos: Sequence[int], pollers: int) -> Si
 
 
 async def sample_round(
-    client: aiohttp.ClientSession, side: Side, number: int, pause_s: float
+    client: aiohttp.ClientSession, side: Side, number: int, pause_s: float, media: Path
 ) -> None:
-    """forcelogin (not timed), then time the two polls that find its events waiting."""
-    agent = side.samplers[number % len(side.samplers)]
-    if not await sign_in(client, side.base, agent, side.stats, force=True):
+    """One recording registered for all the side's samplers (not timed), then, one sampler after
+    the other, the poll that finds its event waiting (timed)."""
+    registration = {
+        "conferenceId": f"bench-sample-{side.name}-{number}",
+        "recordId": f"bench-sample-{side.name}-{number}",
+        "participants": [agent.work_no for agent in side.samplers],
+        "files": {"hd": str(media)},
+    }
+    url = side.base.removesuffix(RESOURCE) + f"{cl.ADMIN}/recordings"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        async with client.post(url, json=registration, headers=headers) as response:
+            await response.read()
+            if response.status != 200:
+                side.stats.error(f"registration HTTP {response.status}")
+                return
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        side.stats.error(f"registration {type(exc).__name__}")
         return
-    await asyncio.sleep(pause_s)
-    for expected in SIGN_IN_EVENTS:
+    for agent in side.samplers:
+        await asyncio.sleep(pause_s)
         url = f"{side.base}agentevent/{agent.work_no}"
         try:
             elapsed, response, raw = await timed_get(client, url, {"Guid": agent.guid})
@@ -145,14 +163,13 @@ async def sample_round(
         agent.guid = response.headers.get("Set-GUID", "").partition("=")[2] or agent.guid
         event = body.get("event") if isinstance(body, dict) else None
         kind = event.get("eventType") if isinstance(event, dict) else None
-        if response.status != 200 or kind != expected:
+        if response.status != 200 or kind != RECORD_EVENT:
             side.stats.error(f"sample HTTP {response.status} event {kind}")
         else:
             side.event_s.append(elapsed)
-        await asyncio.sleep(pause_s)
 
 
-async def measure_latency(sides: Sequence[Side], samples: int, pause_s: float) -> None:
+async def measure_latency(sides: Sequence[Side], samples: int, pause_s: float, media: Path) -> None:
     """Background long polls on every side; then sample rounds alternating between the sides."""
     timeout = aiohttp.ClientTimeout(total=POLL_TIMEOUT_S)
     tasks: list[asyncio.Task[None]] = []
@@ -190,11 +207,16 @@ async def measure_latency(sides: Sequence[Side], samples: int, pause_s: float) -
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)
             for side, sampler in zip(sides, samplers, strict=True):
-                async with sampler.get(f"{side.base}agentevent/{side.samplers[0].work_no}") as r:
-                    await r.read()  # opens the keep-alive connection
+                for agent in side.samplers:  # their sign-in events (and keep-alive connections)
+                    for _ in SIGN_IN_EVENTS:
+                        url = f"{side.base}agentevent/{agent.work_no}"
+                        _, response, _ = await timed_get(sampler, url, {"Guid": agent.guid})
+                        guid = response.headers.get("Set-GUID", "").partition("=")[2]
+                        agent.guid = guid or agent.guid
+            rounds = -(-samples // min(len(side.samplers) for side in sides))
             print(
                 f"  all {len(pollers)} background agents hold a poll; sampling"
-                f" {-(-samples // len(SIGN_IN_EVENTS))} rounds per side, alternating",
+                f" {rounds} rounds per side, alternating",
                 flush=True,
             )
             gc.collect()
@@ -202,9 +224,9 @@ async def measure_latency(sides: Sequence[Side], samples: int, pause_s: float) -
             gc.disable()
             try:
                 pairs = list(zip(sides, samplers, strict=True))
-                for number in range(-(-samples // len(SIGN_IN_EVENTS))):
+                for number in range(rounds):
                     for side, sampler in pairs if number % 2 == 0 else pairs[::-1]:
-                        await sample_round(sampler, side, number, pause_s)
+                        await sample_round(sampler, side, number, pause_s, media)
             finally:
                 gc.enable()
                 gc.unfreeze()
@@ -376,7 +398,7 @@ def _run(
             AGENT_IDLE_TIMEOUT="86400000",
         )
         processes.append(spawn(serve, env, tmp / f"node{i}.log"))
-    env = gateway_env(embedded_dir, ports[2], AGENT_IDLE_TIMEOUT="86400000")
+    env = gateway_env(embedded_dir, ports[2], AGENT_IDLE_TIMEOUT="86400000", ADMIN_TOKEN=TOKEN)
     processes.append(spawn(serve, env, tmp / "embedded.log"))
     www = tmp / "www"
     www.mkdir()
@@ -417,7 +439,9 @@ def _run(
     if args.direct:  # node 0 without nginx, its own samplers: what the nginx hop costs
         node_base = f"http://127.0.0.1:{ports[0]}{RESOURCE}"
         sides.append(make_side("node0", node_base, work_nos[len(shared) :], 0))
-    asyncio.run(measure_latency(sides, args.samples, args.pause_ms / 1000))
+    sample_media = www / "sample.mp4"
+    make_file(sample_media, MIB)
+    asyncio.run(measure_latency(sides, args.samples, args.pause_ms / 1000, sample_media))
 
     # -- download ---------------------------------------------------------------------------------
     media = www / "recording.mp4"
@@ -511,10 +535,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--agents", type=int, default=200, help="background long-polling agents")
     parser.add_argument("--samplers", type=int, default=10, help="agents whose polls are timed")
-    parser.add_argument("--samples", type=int, default=300, help="timed polls per side")
+    parser.add_argument("--samples", type=int, default=2000, help="timed polls per side")
     parser.add_argument("--pause-ms", type=int, default=10, help="pause between timed requests")
     parser.add_argument("--size-mib", type=int, default=1024, help="size of the download")
-    parser.add_argument("--rounds", type=int, default=5, help="downloads per side")
+    parser.add_argument("--rounds", type=int, default=31, help="downloads per side")
     parser.add_argument("--timeout", type=int, default=290, help="hard limit of the run, s")
     parser.add_argument(
         "--direct",

@@ -69,7 +69,9 @@ async def _open_sessions(url: str, stack: AsyncExitStack) -> tuple[SessionStore,
 
     client = await open_redis(url)
     stack.push_async_callback(client.aclose)
-    return RedisSessionStore(client), RedisEventBus(client)
+    bus = RedisEventBus(client)
+    stack.push_async_callback(bus.aclose)
+    return RedisSessionStore(client), bus
 
 
 def _http_options(settings: Settings) -> HttpOptions:

@@ -106,6 +106,7 @@ async def nodes(
             client = await _connect()
             stack.push_async_callback(client.aclose)
             bus = RedisEventBus(client, prefix, max_queued=max_queued)
+            stack.push_async_callback(bus.aclose)
             return RedisSessionStore(client, prefix), bus
 
         yield redis_node

@@ -423,8 +423,8 @@ async def test_redis_reply_arriving_after_cancellation_loses_no_event(
     proxy = HoldingProxy(settings["host"], settings["port"])
     async with proxy.serving() as port:
         client = await open_redis(f"redis://127.0.0.1:{port}/{settings.get('db', 0)}")
+        remote = RedisEventBus(client, prefix)
         try:
-            remote = RedisEventBus(client, prefix)
             waiter = asyncio.create_task(remote.next(101, 5))
             await asyncio.sleep(0.1)  # blocked in Redis now
             proxy.hold()
@@ -437,6 +437,7 @@ async def test_redis_reply_arriving_after_cancellation_loses_no_event(
             got = await remote.next(101, 1)
             assert got is not None and got.event_type == "late"
         finally:
+            await remote.aclose()
             await client.aclose()
     assert await drain(bus) == []
 

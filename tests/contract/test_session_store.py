@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ from ccgateway.clock import ManualClock
 from ccgateway.config import load_settings
 from ccgateway.errors import GatewayError
 from ccgateway.sessions import TOUCH_EVERY_MS, SessionManager
+from ccgateway.stores import resp
 from ccgateway.stores.base import AgentRecord, Event, SessionRecord
 from ccgateway.stores.redis import RedisEventBus, RedisSessionStore, open_redis
 from tests.contract.conftest import Node, PeerFactory
@@ -538,13 +539,19 @@ async def test_redis_a_poll_that_finds_an_event_is_one_round_trip(
     client: redis.asyncio.Redis = store._redis  # type: ignore[attr-defined]
     sent: list[str] = []
     execute: Callable[..., Awaitable[Any]] = client.execute_command
+    pack = resp.pack
 
     async def counting(*args: Any, **options: Any) -> Any:
         sent.append(str(args[0]))
         return await execute(*args, **options)
 
+    def packing(args: Sequence[resp.Arg]) -> bytes:  # the poll's own connection
+        sent.append(str(args[0]))
+        return pack(args)
+
     monkeypatch.setattr(client, "execute_command", counting)
-    await manager.poll_events(101, guid, 5)  # registers the script on first use
+    monkeypatch.setattr(resp, "pack", packing)
+    await manager.poll_events(101, guid, 5)  # connects and loads the script on first use
     sent.clear()
     clock.advance(INTERVAL_MS)  # touches and rotates too
     session, got = await manager.poll_events(101, guid, 5)
@@ -563,16 +570,17 @@ async def test_redis_a_poll_cancelled_while_its_reply_is_late_loses_no_event(
     event goes back to the head of the queue, for the next poll."""
     _, bus = backend
     guid = await signed_in(backend, clock)
-    await bus.publish(ev("late"))
-    await bus.publish(ev("next"))
     settings = raw_redis.connection_pool.connection_kwargs
     proxy = HoldingProxy(settings["host"], settings["port"])
     async with proxy.serving() as port:
         client = await open_redis(f"redis://127.0.0.1:{port}/{settings.get('db', 0)}")
+        remote_bus = RedisEventBus(client, prefix)
         try:
-            remote = await managers(
-                (RedisSessionStore(client, prefix), RedisEventBus(client, prefix))
-            )
+            remote = await managers((RedisSessionStore(client, prefix), remote_bus))
+            _, got = await remote.poll_events(101, guid, 0)  # connected, nothing waiting
+            assert got is None
+            await bus.publish(ev("late"))
+            await bus.publish(ev("next"))
             proxy.hold()
             poll = asyncio.create_task(remote.poll_events(101, guid, 5))
             await asyncio.sleep(0.2)
@@ -584,6 +592,7 @@ async def test_redis_a_poll_cancelled_while_its_reply_is_late_loses_no_event(
             _, got = await remote.poll_events(101, guid, 1)
             assert got is not None and got.event_type == "late"
         finally:
+            await remote_bus.aclose()
             await client.aclose()
     local = await managers(backend)
     _, got = await local.poll_events(101, guid, 1)

@@ -69,6 +69,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 import redis.asyncio
+from redis.commands.core import AsyncScript
 
 from ccgateway.stores.base import (
     Event,
@@ -78,6 +79,7 @@ from ccgateway.stores.base import (
     SessionRecord,
     guid_accepted,
 )
+from ccgateway.stores.resp import Script, ScriptLane
 
 log = logging.getLogger("ccgateway.stores.redis")
 
@@ -443,9 +445,11 @@ class RedisSessionStore:
         ):
             return None
         queue, inflight, gen = events._keys(agent_id)
-        call = self._poll(
-            keys=[self._key(agent_id), self._last_seen, inflight, queue, gen],
-            args=[
+        call = await events._send(
+            _POLL_SCRIPT,
+            self._poll,
+            [self._key(agent_id), self._last_seen, inflight, queue, gen],
+            [
                 str(rules.now_ms),
                 rules.new_guid,
                 # SHA-1 as Redis' Lua has it; only its preimage resistance matters here.
@@ -464,7 +468,7 @@ class RedisSessionStore:
         generation, raw = int(data["generation"]), data["event"] or None
         if not guid_accepted(session, guid, rules.now_ms):
             if raw is not None:
-                await events._give_back(_done(reply), inflight, gen, _polled_claim)
+                await events._give_back(call, inflight, gen, _polled_claim)
             return None
         return Polled(session, None if raw is None else _event_from(raw), generation)
 
@@ -495,6 +499,12 @@ class RedisEventBus:
         self._give_back_script = client.register_script(_GIVE_BACK)
         self._clear = client.register_script(_CLEAR)
         self._giving_back: set[asyncio.Task[None]] = set()
+        self._lane = ScriptLane.for_client(client)
+
+    async def aclose(self) -> None:
+        """Close the bus's own connection (the scripts' lane); the client stays open."""
+        if self._lane is not None:
+            await self._lane.aclose()
 
     def _keys(self, agent_id: int) -> tuple[str, str, str]:
         """``events``, ``inflight`` and ``gen``."""
@@ -548,24 +558,37 @@ class RedisEventBus:
         self, events: str, inflight: str, gen: str, generation: int | None
     ) -> tuple[int, bytes | str | None]:
         """The current generation, and the event claimed (none under another generation)."""
-        call = self._claim_script(
-            keys=[inflight, events, gen],
-            args=[self._ttl_ms, "" if generation is None else generation],
+        call = await self._send(
+            _CLAIM_SCRIPT,
+            self._claim_script,
+            [inflight, events, gen],
+            [self._ttl_ms, "" if generation is None else generation],
         )
         return _claimed(await self._claim_shielded(call, inflight, gen, _claimed))
 
+    async def _send(
+        self,
+        script: Script,
+        fallback: AsyncScript,
+        keys: list[str],
+        args: list[str | int],
+    ) -> asyncio.Future[Any]:
+        """Send a script over the lane (redis-py's ``fallback`` without one); its reply."""
+        if self._lane is not None:
+            return await self._lane.run(script, keys, args)
+        return asyncio.ensure_future(fallback(keys=keys, args=args))
+
     async def _claim_shielded(
         self,
-        call: Awaitable[Any],
+        claim: asyncio.Future[Any],
         inflight: str,
         gen: str,
         claimed: Callable[[Any], tuple[int, bytes | str | None]],
     ) -> Any:
-        """Run a claiming script; if cancelled meanwhile, give what it claims back.
+        """Await a claiming script's reply; if cancelled meanwhile, give what it claims back.
 
         ``claimed`` reads (generation, event or None) from the script's reply.
         """
-        claim = asyncio.ensure_future(call)
         try:
             return await asyncio.shield(claim)
         except asyncio.CancelledError:
@@ -618,5 +641,5 @@ def _polled_claim(reply: Any) -> tuple[int, bytes | str | None]:
     return int(data["generation"]), data["event"] or None
 
 
-async def _done(value: Any) -> Any:
-    return value
+_POLL_SCRIPT = Script(_POLL)
+_CLAIM_SCRIPT = Script(_CLAIM)
