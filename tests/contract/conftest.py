@@ -10,6 +10,7 @@ unless ``CI=true``, where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -63,6 +64,13 @@ async def admin(kind: str, prefix: str) -> AsyncIterator[redis.asyncio.Redis | N
     if kind != "redis":
         yield None
         return
+    async with redis_client(prefix) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def redis_client(prefix: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """A raw client for Redis; deletes the keys under ``prefix`` afterwards."""
     client = await _connect()
     try:
         yield client

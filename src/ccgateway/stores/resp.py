@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -221,12 +222,17 @@ class ScriptLane:
             except (OSError, TimeoutError) as error:
                 raise redis.exceptions.ConnectionError(f"cannot reach Redis: {error}") from error
             protocol = cast("_Protocol", protocol)
-            for command in self._setup:
-                answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                protocol.send(command, answer.set_result)
-                if isinstance(result := await answer, Exception):
-                    protocol.close()
-                    raise result
+            try:
+                for command in self._setup:
+                    answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                    protocol.send(command, functools.partial(_settle, answer))
+                    if isinstance(result := await answer, Exception):
+                        raise result
+                if self._closed:
+                    raise redis.exceptions.ConnectionError("the script lane is closed")
+            except BaseException:  # cancelled, refused (AUTH, SELECT) or closed meanwhile
+                protocol.close()
+                raise
             self._protocol = protocol
             return protocol
 
@@ -235,3 +241,9 @@ class ScriptLane:
         if self._protocol is not None:
             self._protocol.close()
             self._protocol = None
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    """Hand a reply to a future nobody may be waiting for any more (its caller cancelled)."""
+    if not future.done():
+        future.set_result(value)
