@@ -24,13 +24,14 @@ sessions' key prefix is not configurable yet):
    TLS would add its own cost to both sides of each comparison.
 3. Latency, on both systems side by side, so that whatever else runs on the machine weighs on
    both alike: on each side every long-polling agent signs in and polls in a loop (held 10 s when
-   idle); once all hold a poll, sample rounds alternate between the sides (order flipped every
-   round). A round registers one recording for the side's ``--samplers`` agents through the admin
-   API (not timed: it queues one AgentMediaEvent_Record per sampler), then times, one sampler
-   after the other with short pauses, the poll that finds its event waiting, from request start
-   to the last body byte. The client's garbage collector is off while it samples. (Events of a
-   forced sign-in would do too, but each costs an Argon2 hash that crowds the machine: a run
-   would hold far fewer samples, and a p99 of a few hundred samples does not repeat.)
+   idle), the first polls spread evenly over one hold; once all hold a poll, sample rounds
+   alternate between the sides (order flipped every round). A round registers one recording for
+   the side's ``--samplers`` agents through the admin API (not timed: it queues one
+   AgentMediaEvent_Record per sampler), then times, one sampler after the other with short
+   pauses, the poll that finds its event waiting, from request start to the last body byte.
+   The client's garbage collector is off while it samples. (Events of a forced sign-in would do
+   too, but each costs an Argon2 hash that crowds the machine: a run would hold far fewer
+   samples, and a p99 of a few hundred samples does not repeat.)
 4. Download (long polls stopped): a 1 GiB file (``bench/download.py``'s generator) registered
    through the admin API. One ``curl`` at a time writing to /dev/null, alternating offload and
    static (order flipped each round), after a byte check and a warm-up of each; MiB/s is curl's
@@ -93,6 +94,7 @@ TOKEN = "bench-cluster-admin-token"
 CONFERENCE = "bench-cluster-conference"
 MIB = 1024 * 1024
 POLL_TIMEOUT_S = 30.0
+HOLD_S = 10.0  # how long the nodes hold an empty poll (AGENT_POLL_WAIT_* defaults)
 BAR_P99_RATIO = 2.0
 BAR_OFFLOAD_RATIO = 0.95
 
@@ -183,24 +185,30 @@ async def measure_latency(sides: Sequence[Side], samples: int, pause_s: float, m
         try:
             limit = asyncio.Semaphore(32)
 
-            async def start(side: Side, agent: Agent, poll: bool) -> None:
+            async def start(side: Side, agent: Agent) -> None:
                 async with limit:
-                    if not await sign_in(client, side.base, agent, side.stats):
-                        return
-                if poll:
-                    tasks.append(
-                        asyncio.create_task(poll_forever(client, side.base, agent, side.stats))
-                    )
+                    await sign_in(client, side.base, agent, side.stats)
+
+            async def poll_later(side: Side, agent: Agent, delay_s: float) -> None:
+                await asyncio.sleep(delay_s)
+                await poll_forever(client, side.base, agent, side.stats)
 
             started = time.perf_counter()
             await asyncio.gather(
-                *(start(side, a, True) for side in sides for a in side.pollers),
-                *(start(side, a, False) for side in sides for a in side.samplers),
+                *(start(side, a) for side in sides for a in [*side.pollers, *side.samplers])
             )
             agents = sum(len(side.pollers) + len(side.samplers) for side in sides)
             print(f"  signed in {agents} agents in {time.perf_counter() - started:.1f} s")
+            # Each side's pollers begin spread evenly over one hold, as agents who signed in over
+            # a shift are: both sides then carry the same steady re-poll rate (agents / hold).
+            # Begun as fast as sign-in goes, the two nodes' agents re-polled in a 4.5 s wave
+            # every 10 s and the embedded node's in an 8 s one: unequal loads.
+            for side in sides:
+                for number, agent in enumerate(side.pollers):
+                    delay_s = HOLD_S * number / len(side.pollers)
+                    tasks.append(asyncio.create_task(poll_later(side, agent, delay_s)))
             pollers = [a for side in sides for a in side.pollers]
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + HOLD_S + 30
             while sum(a.holding for a in pollers) < len(pollers):
                 if time.monotonic() > deadline:
                     raise BenchError(f"only {sum(a.holding for a in pollers)} agents hold a poll")
