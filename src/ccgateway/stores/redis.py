@@ -54,6 +54,11 @@ thus costs one ``EVALSHA``; the session and its queue are read in the same insta
 replaced (force sign-in) after it never hands this poll the new session's events. Anything else
 (no session, idle, a GUID not accepted) changes nothing and is left to the two-call path.
 
+Connections: the poll and claim scripts, the commands every poll sends, go over the bus's own
+pipelined connection (``ScriptLane``, ``stores/resp.py``: half redis-py's CPU per call), opened
+with the client's address, credentials and database; with a TLS or Sentinel client they go
+through redis-py. Close the bus (``aclose``) before the client.
+
 Errors: redis-py's exceptions (``redis.exceptions.ConnectionError``, ``TimeoutError``, ...)
 propagate as they are; nothing here translates or swallows them.
 """
