@@ -18,6 +18,7 @@ from ccgateway.web import logfilter
 from ccgateway.web.admin import add_admin_routes, admin_auth
 from ccgateway.web.connections import CONNECTIONS, Connections, connection_middleware
 from ccgateway.web.flowcontrol import flow_control_middleware
+from ccgateway.web.forwarded import forwarded_middleware
 from ccgateway.web.metrics import add_metrics_route
 from ccgateway.web.middlewares import access_log_middleware, error_middleware
 from ccgateway.web.routes import add_routes
@@ -69,6 +70,7 @@ def create_app(gateway: Gateway) -> web.Application:
     app = web.Application(
         middlewares=[
             connection_middleware,
+            forwarded_middleware,
             access_log_middleware,
             error_middleware,
             flow_control_middleware,

@@ -9,6 +9,7 @@ A bad value raises ``ConfigError`` naming the key and the values it allows.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ccgateway.errors import ConfigError
 ENV_PREFIX = "CCGW_"
 
 Parser = Callable[[str], Any]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _on_off(value: str) -> bool:
@@ -82,6 +84,17 @@ def _token(value: str) -> str:
     if text and (len(text) < 16 or not text.isascii() or not text.isprintable() or " " in text):
         raise ValueError("empty, or at least 16 printable ASCII characters without spaces")
     return text
+
+
+def _networks(value: str) -> tuple[IPNetwork, ...]:
+    try:
+        return tuple(
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in value.split(",")
+            if part.strip()
+        )
+    except ValueError:
+        raise ValueError("empty, or addresses and networks separated by commas") from None
 
 
 def _node_name(value: str) -> str:
@@ -231,6 +244,14 @@ KEYS: tuple[Key, ...] = (
         "",
         _token,
         "bearer token of the Prometheus metrics at /metrics; empty: /metrics answers 404",
+        ours=True,
+    ),
+    Key(
+        "TRUSTED_PROXIES",
+        "",
+        _networks,
+        "reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the"
+        " client for the audit, the access log and the rate limits; empty: none",
         ours=True,
     ),
     Key(
@@ -385,6 +406,7 @@ class Settings:
     sendfile: bool = True
     admin_token: str = dataclasses.field(default="", repr=False)
     metrics_token: str = dataclasses.field(default="", repr=False)
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     s3_endpoint_url: str = ""
     s3_region: str = ""
     s3_access_key_id: str = dataclasses.field(default="", repr=False)
@@ -466,6 +488,7 @@ def load_settings(
         sendfile=values["SENDFILE"],
         admin_token=values["ADMIN_TOKEN"],
         metrics_token=values["METRICS_TOKEN"],
+        trusted_proxies=values["TRUSTED_PROXIES"],
         s3_endpoint_url=values["S3_ENDPOINT_URL"],
         s3_region=values["S3_REGION"],
         s3_access_key_id=values["S3_ACCESS_KEY_ID"],
