@@ -14,7 +14,7 @@ How it runs, all on 127.0.0.1, in a temporary directory removed at the end:
 1. ``scripts/ensure-nginx`` (installs Debian's nginx-light if nginx is missing).
 2. A file of ``--size-mib`` MiB (a 16 MiB random block repeated, each copy stamped with its
    index), fsynced so no writeback runs during the measurements, then read once into the page
-   cache. A self-signed certificate (``ccgateway.tls.ensure_self_signed``) for both servers.
+   cache. A self-signed certificate (``ccgateway.cli.tls.ensure_self_signed``) for both servers.
 3. DATA_DIR seeded in-process: one agent, and the file registered as the HD rendition of a
    conference with that agent as participant (hashes the file once).
 4. nginx with a generated config: ``worker_processes 1`` (one worker serves both servers: the
@@ -75,10 +75,10 @@ from _common import (
     vm_rss_kib,
 )
 from _common import wait_listening as wait_port
-from ccgateway import tls
-from ccgateway.catalog import Registration
+from ccgateway.cli import tls
 from ccgateway.config import load_settings
 from ccgateway.gateway import open_gateway
+from ccgateway.recordings.catalog import Registration
 from ccgateway.stores.base import FileType
 
 REPO = Path(__file__).resolve().parent.parent

@@ -80,9 +80,9 @@ from typing import IO, Any
 import aiohttp
 
 from _common import cpu_s, free_port, gateway_env, stop, verdict, vm_rss_kib, wait_listening
-from ccgateway.catalog import Registration
 from ccgateway.config import KEYS, load_settings
 from ccgateway.gateway import open_gateway
+from ccgateway.recordings.catalog import Registration
 from ccgateway.stores.base import FileType
 from download import OtherLoad, make_file, warm
 

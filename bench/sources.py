@@ -50,9 +50,9 @@ from _common import (
     vm_rss_kib,
     wait_listening,
 )
-from ccgateway.catalog import Registration
 from ccgateway.config import load_settings
 from ccgateway.gateway import open_gateway
+from ccgateway.recordings.catalog import Registration
 from ccgateway.sources import close_sources, configure_sources
 from ccgateway.sources.s3 import S3Config, S3Pool
 from ccgateway.stores.base import FileType

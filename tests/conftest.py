@@ -13,9 +13,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from ccgateway.app import RUNNER_OPTIONS, create_app
-from ccgateway.clock import ManualClock
 from ccgateway.config import load_settings
 from ccgateway.gateway import Gateway, open_gateway
+from ccgateway.node.clock import ManualClock
 from ccgateway.stores.base import Role
 
 PASSWORD = "s3cret-pw"

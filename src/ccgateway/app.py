@@ -11,15 +11,15 @@ from typing import TypedDict
 
 from aiohttp import web
 
-from ccgateway.catalog import ANNOUNCE_EVERY_S
 from ccgateway.gateway import Gateway
-from ccgateway.metrics import GatewayMetrics
+from ccgateway.recordings.catalog import ANNOUNCE_EVERY_S
 from ccgateway.web import logfilter
 from ccgateway.web.admin import add_admin_routes, admin_auth
 from ccgateway.web.connections import CONNECTIONS, Connections, connection_middleware
 from ccgateway.web.flowcontrol import flow_control_middleware
 from ccgateway.web.forwarded import forwarded_middleware
-from ccgateway.web.metrics import add_metrics_route
+from ccgateway.web.metrics import GatewayMetrics
+from ccgateway.web.metrics_page import add_metrics_route
 from ccgateway.web.middlewares import access_log_middleware, error_middleware
 from ccgateway.web.routes import add_routes
 from ccgateway.web.state import GATEWAY, METRICS

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,6 @@ from typing import Any
 
 import javaproperties
 
-from ccgateway.drivepaths import parse_drive_map
 from ccgateway.errors import ConfigError
 
 ENV_PREFIX = "CCGW_"
@@ -73,6 +73,28 @@ def _accel_prefix(value: str) -> str:
     if text and (not text.startswith("/") or not all(c.isalnum() or c in "/_-" for c in text)):
         raise ValueError("empty, or a location path like /_ccgw_files")
     return text
+
+
+_DRIVE_ROOT_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def parse_drive_map(value: str) -> dict[str, Path]:
+    """``Y:=/srv/recordings;Z:=/mnt/z`` -> ``{"Y": Path("/srv/recordings"), "Z": ...}``."""
+    roots: dict[str, Path] = {}
+    for entry in value.split(";"):
+        if not entry.strip():
+            continue
+        drive, sep, root = (part.strip() for part in entry.partition("="))
+        fmt = "<letter>:=<absolute directory> entries separated by ';'"
+        if not sep or not re.fullmatch(r"[A-Za-z]:?", drive):
+            raise ValueError(f"{fmt} (bad entry {entry.strip()!r})")
+        if not root or not Path(root).is_absolute() or _DRIVE_ROOT_CONTROL.search(root):
+            raise ValueError(f"{fmt} ({drive}: root {root!r} is not an absolute path)")
+        letter = drive[0].upper()
+        if letter in roots:
+            raise ValueError(f"{fmt} (drive {letter}: is mapped twice)")
+        roots[letter] = Path(root)
+    return roots
 
 
 def _drive_map(value: str) -> dict[str, Path]:

@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from ccgateway.agents import AgentDirectory
-from ccgateway.audit import Auditor
-from ccgateway.catalog import Catalog
-from ccgateway.clock import Clock, SystemClock
+from ccgateway.agents.directory import AgentDirectory
+from ccgateway.audit.trail import Auditor
 from ccgateway.config import Settings
-from ccgateway.fileserver import FileServer
-from ccgateway.limits import FlowControl
-from ccgateway.sessions import SessionManager
+from ccgateway.node.clock import Clock, SystemClock
+from ccgateway.node.limits import FlowControl
+from ccgateway.recordings.catalog import Catalog
+from ccgateway.recordings.fileserver import FileServer
+from ccgateway.sessions.manager import SessionManager
 from ccgateway.sources import close_sources, configure_sources
 from ccgateway.sources.http import HttpOptions
 from ccgateway.sources.s3 import S3Config

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from ccgateway.agents import AgentDirectory
-from ccgateway.clock import ManualClock
+from ccgateway.agents.directory import AgentDirectory
 from ccgateway.config import load_settings
 from ccgateway.errors import GatewayError
-from ccgateway.sessions import TOUCH_EVERY_MS, SessionManager
+from ccgateway.node.clock import ManualClock
+from ccgateway.sessions.manager import TOUCH_EVERY_MS, SessionManager
 from ccgateway.stores import resp
 from ccgateway.stores.base import AgentRecord, Event, SessionRecord
 from ccgateway.stores.redis import RedisEventBus, RedisSessionStore, open_redis

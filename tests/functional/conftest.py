@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ccgateway.catalog import Registration
+from ccgateway.recordings.catalog import Registration
 from ccgateway.stores.base import FileType, Role
 from tests.conftest import GatewayFactory, RunningGateway
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ccgateway import retcodes
-from ccgateway.catalog import Registration
+from ccgateway.recordings.catalog import Registration
 from ccgateway.stores.base import FileType
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.functional.conftest import CONF, REC0, REC1, write_random

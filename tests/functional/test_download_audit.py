@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from ccgateway import retcodes
-from ccgateway.catalog import Registration
+from ccgateway.recordings.catalog import Registration
 from ccgateway.stores.base import (
     AuditRecord,
     ConferenceRecord,

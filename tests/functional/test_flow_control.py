@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from ccgateway import retcodes
-from ccgateway.catalog import Registration
+from ccgateway.recordings.catalog import Registration
 from ccgateway.stores.base import FileType
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.functional.conftest import CONF, REC0

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
 from ccgateway import retcodes
-from ccgateway.catalog import Registration
+from ccgateway.recordings.catalog import Registration
 from ccgateway.stores.base import FileType
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.functional.conftest import CONF, REC0, REC1

@@ -22,8 +22,8 @@ import pytest
 from multidict import CIMultiDict
 
 from ccgateway import retcodes
-from ccgateway.catalog import CatalogError, Registration
-from ccgateway.discovery import FORMAT, discover, parse_listing
+from ccgateway.recordings.catalog import CatalogError, Registration
+from ccgateway.recordings.discovery import FORMAT, discover, parse_listing
 from ccgateway.sources import close_sources, configure_sources
 from ccgateway.sources.base import SourceMissing
 from ccgateway.sources.http import HttpOptions

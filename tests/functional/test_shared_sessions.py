@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as redis
 
 from ccgateway import retcodes
-from ccgateway.catalog import Registration
+from ccgateway.recordings.catalog import Registration
 from ccgateway.stores.base import FileType
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.functional.conftest import CONF, REC0, write_random

@@ -12,8 +12,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from ccgateway import tls
-from ccgateway.cli import cli
+from ccgateway.cli import cli, tls
 from tests.system.conftest import ServeProcess, start_serve
 
 PASSWORD = "agent-pw-7"

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from ccgateway import tls
+from ccgateway.cli import tls
 from tests.system import cluster
 from tests.system.cluster import Answer, Node, Process, Unavailable, call
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ccgateway.tls import fingerprint
+from ccgateway.cli.tls import fingerprint
 from tests.system.conftest import ServeProcess, free_port, start_serve
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ccgateway.access import may_download_video, may_see_conference
+from ccgateway.recordings.access import may_download_video, may_see_conference
 from ccgateway.stores.base import AgentRecord, ConferenceRecord, Role
 
 

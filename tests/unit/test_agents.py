@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ccgateway.agents import AgentDirectory, AgentError
+from ccgateway.agents.directory import AgentDirectory, AgentError
 from ccgateway.stores.base import Role
 from ccgateway.stores.schema import open_engine
 from ccgateway.stores.sql import SqlAgentStore

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from ccgateway import retcodes
-from ccgateway.catalog import is_id, media_type_of, parse_file_type, record_event_content
 from ccgateway.errors import GatewayError
+from ccgateway.recordings.catalog import is_id, media_type_of, parse_file_type, record_event_content
 from ccgateway.stores.base import ConferenceRecord, FileType, RecordingRecord
 
 

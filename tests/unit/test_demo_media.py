@@ -5,7 +5,7 @@ from pathlib import Path
 import av
 import pytest
 
-from ccgateway.demo_media import RENDITIONS, Rendition, write_demo_recording, write_demo_set
+from ccgateway.demo.media import RENDITIONS, Rendition, write_demo_recording, write_demo_set
 
 SECONDS = 1.0
 FPS = 25

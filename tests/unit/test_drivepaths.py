@@ -15,14 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ccgateway.drivepaths import (
+from ccgateway.config import parse_drive_map
+from ccgateway.recordings.drivepaths import (
     SEGMENT,
     BadName,
     DrivePath,
     DrivePathError,
     NoMapping,
     NoSuchFile,
-    parse_drive_map,
     parse_drive_path,
     resolve,
 )

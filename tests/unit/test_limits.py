@@ -7,7 +7,7 @@ import pytest
 from ccgateway import retcodes
 from ccgateway.config import load_settings
 from ccgateway.errors import GatewayError
-from ccgateway.limits import DownloadSlots, FlowControl, RateLimiter
+from ccgateway.node.limits import DownloadSlots, FlowControl, RateLimiter
 
 
 class Ticks:

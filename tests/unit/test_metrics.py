@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ccgateway.audit import DownloadAttempt, Outcome
-from ccgateway.metrics import GatewayMetrics
+from ccgateway.audit.trail import DownloadAttempt, Outcome
+from ccgateway.web.metrics import GatewayMetrics
 
 
 def values(metrics: GatewayMetrics, signed_in: int = 0) -> dict[tuple[str, str], float]:

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import click
 
-from ccgateway.agents import AgentDirectory, AgentError
+from ccgateway.agents.directory import AgentDirectory, AgentError
 from ccgateway.cli.options import config_option, settings_from
 from ccgateway.gateway import open_gateway
 from ccgateway.stores.base import Role

@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 import click
 
-from ccgateway.catalog import Catalog, CatalogError, Registration
 from ccgateway.cli.options import config_option, settings_from
-from ccgateway.discovery import discover
-from ccgateway.fileserver import AUDIO, VIDEO
 from ccgateway.gateway import open_gateway
+from ccgateway.recordings.catalog import Catalog, CatalogError, Registration
+from ccgateway.recordings.discovery import discover
+from ccgateway.recordings.fileserver import AUDIO, VIDEO
 from ccgateway.sources.base import SourceError
 from ccgateway.stores.base import FileRecordingRecord, FileType
 from ccgateway.web.admin import conference_json

@@ -14,7 +14,7 @@ from aiohttp import web
 from ccgateway.app import RUNNER_OPTIONS, create_app, release_freed_memory
 from ccgateway.cli.options import config_option, settings_from, setup_logging
 from ccgateway.config import Settings
-from ccgateway.demo import DEMO_CONFERENCES, DemoAgent, seed_demo_agents, seed_demo_recordings
+from ccgateway.demo.seed import DEMO_CONFERENCES, DemoAgent, seed_demo_agents, seed_demo_recordings
 from ccgateway.gateway import open_gateway
 from ccgateway.web.connections import GuardedSite
 
@@ -45,7 +45,7 @@ def serve(config_path: str | None, plain_http: bool, demo: bool) -> None:
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext:
-    from ccgateway import tls  # cryptography only when serving HTTPS
+    from ccgateway.cli import tls  # cryptography only when serving HTTPS
 
     if settings.tls_cert:
         cert, key = Path(settings.tls_cert), Path(settings.tls_key)
@@ -96,7 +96,7 @@ async def _serve(settings: Settings, context: ssl.SSLContext | None, demo: bool)
 
 
 def _print_demo(agents: list[DemoAgent], settings: Settings, scheme: str) -> None:
-    from ccgateway import tls
+    from ccgateway.cli import tls
 
     base = f"{scheme}://localhost:{settings.listen_port}/agentgateway/resource"
     cacert = ""

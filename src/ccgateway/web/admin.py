@@ -15,9 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from ccgateway import retcodes
-from ccgateway.agents import is_work_no
-from ccgateway.catalog import CatalogError, Registration
+from ccgateway.agents.directory import is_work_no
 from ccgateway.errors import GatewayError
+from ccgateway.recordings.catalog import CatalogError, Registration
 from ccgateway.sources.base import SourceError
 from ccgateway.stores.base import AuditRecord, ConferenceRecord, FileType
 from ccgateway.web.middlewares import INTERFACE

@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ccgateway import retcodes
-from ccgateway.metrics import ConnectionCounts
+from ccgateway.web.metrics import ConnectionCounts
 
 log = logging.getLogger("ccgateway.connections")
 

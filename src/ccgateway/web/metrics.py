@@ -1,47 +1,122 @@
-"""``GET /metrics``: the gateway's Prometheus metrics, for a scraper, not for agents.
+"""The gateway's metrics, in Prometheus form: requests, signed-in agents and downloads.
 
-Off (HTTP 404 with ``000-002``, like any unknown URL) while ``METRICS_TOKEN`` is empty; otherwise
-it needs ``Authorization: Bearer <METRICS_TOKEN>`` (compared in constant time), else HTTP 401 with
-``000-003``, as the admin API answers a bad token.
+Each gateway has its own ``CollectorRegistry`` (never prometheus_client's global one), so many
+gateways can live in one process, as they do in the tests. Every label takes its values from a
+small fixed set: an interface's documented log name, a retcode, an HTTP status, an outcome; never a
+path, an agent id, a conference id or anything else a client chooses.
+
+docs/deployment.md ("Metrics") lists the metrics as a scraper sees them.
 """
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from ccgateway import retcodes
-from ccgateway.errors import GatewayError
-from ccgateway.web.middlewares import INTERFACE
-from ccgateway.web.state import gateway, metrics
+from ccgateway.audit.trail import DownloadAttempt, Outcome
 
-PATH = "/metrics"
+# Seconds from the start of a download request to its response head going out: catalog lookups,
+# authorization, the source's first answer (a remote source may take seconds).
+FIRST_BYTE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-async def metrics_page(request: web.Request) -> web.StreamResponse:
-    core = gateway(request)
-    token = core.settings.metrics_token
-    if not token:
-        raise GatewayError(retcodes.BAD_INTERFACE_PARAMETER, "metrics off", http_status=404)
-    request[INTERFACE] = "metrics"
-    given = request.headers.get("Authorization", "")
-    expected = f"Bearer {token}"
-    if not hmac.compare_digest(given.encode(errors="surrogatepass"), expected.encode()):
-        raise GatewayError(retcodes.NO_RIGHT, "metrics token", http_status=401)
-    if request.method not in ("GET", "HEAD"):
-        raise GatewayError(
-            retcodes.BAD_INTERFACE_PARAMETER,
-            "method not allowed",
-            http_status=405,
-            headers={"Allow": "GET, HEAD"},
+@dataclass(frozen=True)
+class ConnectionCounts:
+    """What the connection guard has seen (counted where it happens, read at scrape time)."""
+
+    open: int
+    refused: int  # over MAX_CONNECTIONS_PER_IP
+    head_timeouts: int  # no complete request head within HEADER_TIMEOUT_S
+
+
+class _ConnectionCollector(Collector):
+    def __init__(self, read: Callable[[], ConnectionCounts]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._read()
+        yield GaugeMetricFamily(
+            "ccgateway_connections_open", "client connections open on this node", counts.open
         )
-    body = metrics(request).exposition(await core.sessions.signed_in_count())
-    return web.Response(
-        body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"}
-    )
+        dropped = CounterMetricFamily(
+            "ccgateway_connections_dropped",
+            "connections the node closed before a request: 'per_ip_cap' (MAX_CONNECTIONS_PER_IP)"
+            " or 'head_timeout' (no whole request head within HEADER_TIMEOUT_S)",
+            labels=["reason"],
+        )
+        dropped.add_metric(["per_ip_cap"], counts.refused)
+        dropped.add_metric(["head_timeout"], counts.head_timeouts)
+        yield dropped
 
 
-def add_metrics_route(app: web.Application) -> None:
-    app.router.add_route("*", PATH, metrics_page)
+class GatewayMetrics:
+    """The metric objects of one gateway, and their text exposition."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ccgateway_requests",
+            "HTTP requests answered, by interface (documented log name, '-' for an unknown URL), "
+            "retcode ('-' without an envelope) and HTTP status ('aborted': the client went away)",
+            ["interface", "retcode", "status"],
+            registry=self.registry,
+        )
+        self.signed_in_agents = Gauge(
+            "ccgateway_signed_in_agents",
+            "agents signed in (with shared sessions: on every node together)",
+            registry=self.registry,
+        )
+        self.downloads_in_flight = Gauge(
+            "ccgateway_downloads_in_flight",
+            "download requests being handled by this node",
+            registry=self.registry,
+        )
+        self.downloads_finished = Counter(
+            "ccgateway_downloads_finished",
+            "download attempts ended, by interface and audit outcome",
+            ["interface", "outcome"],
+            registry=self.registry,
+        )
+        self.bytes_sent = Counter(
+            "ccgateway_download_bytes_sent",
+            "recording bytes this node handed to the network (not those offloaded to nginx)",
+            ["interface"],
+            registry=self.registry,
+        )
+        self.first_byte = Histogram(
+            "ccgateway_download_first_byte_seconds",
+            "seconds from a download request to its response head (downloads that got that far)",
+            ["interface"],
+            buckets=FIRST_BYTE_BUCKETS,
+            registry=self.registry,
+        )
+
+    def watch_connections(self, read: Callable[[], ConnectionCounts]) -> None:
+        """Report the connection guard's counts, read with ``read`` at every scrape."""
+        self.registry.register(_ConnectionCollector(read))
+
+    def count_request(self, interface: str, retcode: str, status: str) -> None:
+        self.requests.labels(interface, retcode, status).inc()
+
+    def download_started(self) -> None:
+        self.downloads_in_flight.inc()
+
+    def download_finished(self, attempt: DownloadAttempt) -> None:
+        """The attempt has ended, whatever its outcome: its bytes, its outcome, its first byte."""
+        self.downloads_in_flight.dec()
+        self.downloads_finished.labels(attempt.interface, attempt.outcome.value).inc()
+        if attempt.outcome is not Outcome.OFFLOADED:
+            self.bytes_sent.labels(attempt.interface).inc(attempt.bytes_sent)
+        if attempt.first_byte_at is not None:
+            self.first_byte.labels(attempt.interface).observe(
+                max(0.0, attempt.first_byte_at - attempt.started)
+            )
+
+    def exposition(self, signed_in_agents: int) -> bytes:
+        """The text exposition format, with the values only known at scrape time filled in."""
+        self.signed_in_agents.set(signed_in_agents)
+        return generate_latest(self.registry)

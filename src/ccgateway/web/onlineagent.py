@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ccgateway import retcodes
 from ccgateway.errors import GatewayError
-from ccgateway.sessions import SignIn
+from ccgateway.sessions.manager import SignIn
 from ccgateway.stores.base import AgentRecord, SessionRecord
 from ccgateway.web.responses import ok
 from ccgateway.web.state import gateway

@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ccgateway import retcodes
-from ccgateway.audit import DownloadAttempt, Outcome
-from ccgateway.catalog import is_id, parse_file_type
+from ccgateway.audit.trail import DownloadAttempt, Outcome
 from ccgateway.errors import GatewayError
-from ccgateway.fileserver import AUDIO, LocatedFile
 from ccgateway.gateway import Gateway
+from ccgateway.recordings.catalog import is_id, parse_file_type
+from ccgateway.recordings.fileserver import AUDIO, LocatedFile
 from ccgateway.sources import open_source
 from ccgateway.sources.base import SourceError, redact
 from ccgateway.stores.base import AgentRecord, FileType, Role

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ccgateway import retcodes
-from ccgateway.agents import MAX_WORK_NO, is_work_no
+from ccgateway.agents.directory import MAX_WORK_NO, is_work_no
 from ccgateway.errors import GatewayError
 from ccgateway.web import agentevent, onlineagent, recordfile
 from ccgateway.web.middlewares import AGENT_ID, INTERFACE

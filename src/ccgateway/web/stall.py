@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ccgateway.audit import DownloadAttempt
+from ccgateway.audit.trail import DownloadAttempt
 
 # struct tcp_info: tcpi_bytes_acked is the u64 at byte 120 (Linux >= 4.1).
 _TCP_INFO = getattr(socket, "TCP_INFO", None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ccgateway.gateway import Gateway
-from ccgateway.metrics import GatewayMetrics
+from ccgateway.web.metrics import GatewayMetrics
 
 GATEWAY = web.AppKey("gateway", Gateway)
 METRICS = web.AppKey("metrics", GatewayMetrics)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ccgateway.audit import DownloadAttempt, Outcome
+from ccgateway.audit.trail import DownloadAttempt, Outcome
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.sources.base import MediaSource, SourceError, reading

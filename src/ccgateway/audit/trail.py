@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from ccgateway.clock import Clock
+from ccgateway.node.clock import Clock
 from ccgateway.stores.base import AuditRecord, AuditStore
 
 log = logging.getLogger("ccgateway.audit")

@@ -13,7 +13,7 @@ import dataclasses
 
 import argon2
 
-from ccgateway.recent import RecentCache
+from ccgateway.node.recent import RecentCache
 from ccgateway.stores.base import AgentRecord, AgentStore, Role
 
 MIN_WORK_NO = 101

@@ -9,8 +9,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccgateway.agents import AgentDirectory
-from ccgateway.catalog import Catalog, Registration
+from ccgateway.agents.directory import AgentDirectory
+from ccgateway.recordings.catalog import Catalog, Registration
 from ccgateway.stores.base import FileType, Role
 
 
@@ -85,7 +85,7 @@ DEMO_CONFERENCES = (
 
 async def seed_demo_recordings(catalog: Catalog, data_dir: Path) -> list[DemoConference]:
     """Generate playable H.264 demo recordings (first start only) and register them."""
-    from ccgateway.demo_media import write_demo_set  # PyAV loads FFmpeg: only for --demo
+    from ccgateway.demo.media import write_demo_set  # PyAV loads FFmpeg: only for --demo
 
     media_dir = (data_dir / "demo-media").resolve()  # registered locations are absolute
     for conference in DEMO_CONFERENCES:

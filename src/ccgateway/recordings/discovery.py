@@ -34,7 +34,7 @@ from typing import Any
 
 import aiohttp
 
-from ccgateway.catalog import CatalogError, Registration, is_id
+from ccgateway.recordings.catalog import CatalogError, Registration, is_id
 from ccgateway.sources import http_pool
 from ccgateway.sources.base import SourceError, SourceMissing, redact
 from ccgateway.stores.base import FileType

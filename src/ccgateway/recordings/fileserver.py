@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ccgateway import retcodes
-from ccgateway.catalog import is_id
-from ccgateway.clock import Clock
 from ccgateway.config import Settings
-from ccgateway.drivepaths import (
+from ccgateway.errors import GatewayError
+from ccgateway.node.clock import Clock
+from ccgateway.recordings.catalog import is_id
+from ccgateway.recordings.drivepaths import (
     BadName,
     DrivePath,
     DrivePathError,
@@ -31,7 +32,6 @@ from ccgateway.drivepaths import (
     parse_drive_path,
     resolve,
 )
-from ccgateway.errors import GatewayError
 from ccgateway.sources import digest
 from ccgateway.sources.local import LocalSource
 from ccgateway.stores.base import (

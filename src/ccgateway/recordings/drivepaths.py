@@ -67,25 +67,6 @@ class NoSuchFile(DrivePathError):
     retcode = "104-005"
 
 
-def parse_drive_map(value: str) -> dict[str, Path]:
-    """``Y:=/srv/recordings;Z:=/mnt/z`` -> ``{"Y": Path("/srv/recordings"), "Z": ...}``."""
-    roots: dict[str, Path] = {}
-    for entry in value.split(";"):
-        if not entry.strip():
-            continue
-        drive, sep, root = (part.strip() for part in entry.partition("="))
-        fmt = "<letter>:=<absolute directory> entries separated by ';'"
-        if not sep or not re.fullmatch(r"[A-Za-z]:?", drive):
-            raise ValueError(f"{fmt} (bad entry {entry.strip()!r})")
-        if not root or not Path(root).is_absolute() or _CONTROL.search(root):
-            raise ValueError(f"{fmt} ({drive}: root {root!r} is not an absolute path)")
-        letter = drive[0].upper()
-        if letter in roots:
-            raise ValueError(f"{fmt} (drive {letter}: is mapped twice)")
-        roots[letter] = Path(root)
-    return roots
-
-
 class _Layout(NamedTuple):
     kind: str | None
     vdn: int | None

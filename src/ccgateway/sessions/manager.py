@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ccgateway import retcodes
-from ccgateway.agents import AgentDirectory
-from ccgateway.clock import Clock
+from ccgateway.agents.directory import AgentDirectory
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
-from ccgateway.events import sign_in_events
+from ccgateway.node.clock import Clock
+from ccgateway.sessions.signin_events import sign_in_events
 from ccgateway.stores.base import (
     AgentRecord,
     Event,

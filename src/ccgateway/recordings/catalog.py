@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ccgateway import retcodes
-from ccgateway.access import may_download_video, may_see_conference
-from ccgateway.agents import is_work_no
-from ccgateway.clock import Clock
+from ccgateway.agents.directory import is_work_no
 from ccgateway.errors import GatewayError
-from ccgateway.recent import RecentCache
+from ccgateway.node.clock import Clock
+from ccgateway.node.recent import RecentCache
+from ccgateway.recordings.access import may_download_video, may_see_conference
 from ccgateway.sources import digest, open_source
 from ccgateway.stores.base import (
     AgentRecord,

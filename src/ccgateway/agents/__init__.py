@@ -1,0 +1,1 @@
+"""The agent directory: work numbers, roles, rights, and password hashing (``directory``)."""

@@ -1,0 +1,1 @@
+"""``serve --demo``: demo agents (``seed``) and playable H.264 demo recordings (``media``)."""
