@@ -70,7 +70,7 @@ from _common import children, cpu_s, free_port, gateway_env, stop, verdict, wait
 from ccgateway.cli import tls
 from ccgateway.config import load_settings
 from ccgateway.gateway import open_gateway
-from ccgateway.recordings.catalog import RECORD_EVENT
+from ccgateway.recordings.announcements import RECORD_EVENT
 from download import OtherLoad, make_file, warm
 from sessions import (
     PASSWORD,

@@ -53,7 +53,6 @@ from _common import (
 from ccgateway.config import load_settings
 from ccgateway.gateway import open_gateway
 from ccgateway.recordings.catalog import Registration
-from ccgateway.sources import close_sources, configure_sources
 from ccgateway.sources.s3 import S3Config, S3Pool
 from ccgateway.stores.base import FileType
 
@@ -161,24 +160,18 @@ async def upload(config: S3Config, path: Path) -> None:
 
 
 async def seed(data_dir: Path, http_url: str, s3_url: str, config: S3Config) -> None:
-    configure_sources(s3=config)
-    try:
-        environ = {
-            **gateway_env(data_dir, 1),
-            "CCGW_S3_ENDPOINT_URL": config.endpoint_url,
-            "CCGW_S3_REGION": config.region,
-            "CCGW_S3_ACCESS_KEY_ID": config.access_key_id,
-            "CCGW_S3_SECRET_ACCESS_KEY": config.secret_access_key,
-        }
-        settings = load_settings(environ=environ)
-        async with open_gateway(settings) as gateway:
-            await gateway.agents.add(AGENT, PASSWORD, name="Bench agent")
-            files = {FileType.HD: http_url, FileType.SD: s3_url}
-            await gateway.catalog.register(
-                Registration(CONFERENCE, RECORD, frozenset({AGENT}), files)
-            )
-    finally:
-        await close_sources()
+    environ = {
+        **gateway_env(data_dir, 1),
+        "CCGW_S3_ENDPOINT_URL": config.endpoint_url,
+        "CCGW_S3_REGION": config.region,
+        "CCGW_S3_ACCESS_KEY_ID": config.access_key_id,
+        "CCGW_S3_SECRET_ACCESS_KEY": config.secret_access_key,
+    }
+    settings = load_settings(environ=environ)
+    async with open_gateway(settings) as gateway:
+        await gateway.agents.add(AGENT, PASSWORD, name="Bench agent")
+        files = {FileType.HD: http_url, FileType.SD: s3_url}
+        await gateway.catalog.register(Registration(CONFERENCE, RECORD, frozenset({AGENT}), files))
 
 
 def start_gateway(

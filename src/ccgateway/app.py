@@ -12,15 +12,11 @@ from typing import TypedDict
 from aiohttp import web
 
 from ccgateway.gateway import Gateway
-from ccgateway.recordings.catalog import ANNOUNCE_EVERY_S
+from ccgateway.recordings.announcements import ANNOUNCE_EVERY_S
 from ccgateway.web import logfilter
-from ccgateway.web.admin import add_admin_routes, admin_auth
-from ccgateway.web.connections import CONNECTIONS, Connections, connection_middleware
-from ccgateway.web.flowcontrol import flow_control_middleware
-from ccgateway.web.forwarded import forwarded_middleware
+from ccgateway.web.connections import CONNECTIONS, Connections
 from ccgateway.web.metrics import GatewayMetrics
-from ccgateway.web.metrics_page import add_metrics_route
-from ccgateway.web.middlewares import access_log_middleware, error_middleware
+from ccgateway.web.middlewares import CHAIN
 from ccgateway.web.routes import add_routes
 from ccgateway.web.state import GATEWAY, METRICS
 
@@ -68,14 +64,7 @@ def create_app(gateway: Gateway) -> web.Application:
     settings = gateway.settings
     logfilter.install()
     app = web.Application(
-        middlewares=[
-            connection_middleware,
-            forwarded_middleware,
-            access_log_middleware,
-            error_middleware,
-            flow_control_middleware,
-            admin_auth,
-        ],
+        middlewares=CHAIN,
         client_max_size=MAX_BODY_BYTES,
         handler_args={
             "max_field_size": MAX_HEADER_BYTES,
@@ -90,8 +79,6 @@ def create_app(gateway: Gateway) -> web.Application:
     app[METRICS].watch_connections(connections.counts)
     app.on_shutdown.append(_stop_taking_requests)
     add_routes(app)
-    add_admin_routes(app)
-    add_metrics_route(app)
     app.cleanup_ctx.append(_idle_sweeper)
     app.cleanup_ctx.append(_announcer)
     return app

@@ -1,9 +1,10 @@
-"""The core, assembled: settings, clock, directory, sessions, events, catalog, files, audit,
-flow control.
+"""The composition root: settings, clock, directory, sessions, events, sources, catalog, files,
+audit, flow control and the download service, assembled once.
 
-``open_gateway`` is the one place that picks concrete backends, by URL: the database from
-``DATABASE_URL`` (SQLite or PostgreSQL, one SQL code) and sessions with event queues from
-``SESSIONS_URL`` (process memory or Redis). The web layer and the CLI only see the ``Gateway``.
+``open_gateway`` is the one place that picks concrete backends: the database from
+``DATABASE_URL`` (SQLite or PostgreSQL, one SQL code), sessions with event queues from
+``SESSIONS_URL`` (process memory or Redis), and the media sources' options (timeouts, retries, S3
+endpoint and keys) from the settings. The web layer and the CLI only see the ``Gateway``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from ccgateway.audit.trail import Auditor
 from ccgateway.config import Settings
 from ccgateway.node.clock import Clock, SystemClock
 from ccgateway.node.limits import FlowControl
+from ccgateway.recordings.announcements import Announcer
 from ccgateway.recordings.catalog import Catalog
+from ccgateway.recordings.downloads import Downloads
 from ccgateway.recordings.fileserver import FileServer
+from ccgateway.sessions import pollrule
 from ccgateway.sessions.manager import SessionManager
-from ccgateway.sources import close_sources, configure_sources
+from ccgateway.sources import Sources
 from ccgateway.sources.http import HttpOptions
 from ccgateway.sources.s3 import S3Config
 from ccgateway.stores.base import EventBus, SessionStore
@@ -36,42 +40,59 @@ class Gateway:
     agents: AgentDirectory
     sessions: SessionManager
     events: EventBus
+    sources: Sources
     catalog: Catalog
     files: FileServer
     auditor: Auditor
     flow: FlowControl
+    downloads: Downloads
 
 
 @asynccontextmanager
 async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Gateway]:
     clock = clock or SystemClock()
     async with AsyncExitStack() as stack:
-        configure_sources(http=_http_options(settings), s3=_s3_config(settings))
-        stack.push_async_callback(close_sources)
+        sources = Sources(http=_http_options(settings), s3=_s3_config(settings))
+        stack.push_async_callback(sources.aclose)
         engine = await open_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
         session_store, events = await _open_sessions(settings.sessions_url, stack)
         directory = AgentDirectory(SqlAgentStore(engine))
         stack.callback(directory.close)
         sessions = SessionManager(settings, clock, directory, session_store, events)
-        catalog = Catalog(SqlCatalogStore(engine), events, clock, sessions.is_signed_in)
-        files = FileServer(settings, SqlFileStore(engine), events, clock, sessions.is_signed_in)
+        announcer = Announcer(events, clock, sessions.is_signed_in)
+        catalog = Catalog(SqlCatalogStore(engine), sources, announcer, clock)
+        files = FileServer(settings, SqlFileStore(engine), sources, announcer, clock)
         auditor = Auditor(SqlAuditStore(engine), clock, settings.node_name)
         stack.push_async_callback(auditor.drain)  # before the engine closes
         flow = FlowControl(settings)
-        yield Gateway(settings, clock, directory, sessions, events, catalog, files, auditor, flow)
+        downloads = Downloads(settings, sessions, directory, catalog, files, sources, auditor, flow)
+        yield Gateway(
+            settings,
+            clock,
+            directory,
+            sessions,
+            events,
+            sources,
+            catalog,
+            files,
+            auditor,
+            flow,
+            downloads,
+        )
 
 
 async def _open_sessions(url: str, stack: AsyncExitStack) -> tuple[SessionStore, EventBus]:
     if url == "memory://":
-        return MemorySessionStore(), MemoryEventBus()
+        events = MemoryEventBus()
+        return MemorySessionStore(events, pollrule.decide), events
     from ccgateway.stores.redis import RedisEventBus, RedisSessionStore, open_redis
 
     client = await open_redis(url)
     stack.push_async_callback(client.aclose)
     bus = RedisEventBus(client)
     stack.push_async_callback(bus.aclose)
-    return RedisSessionStore(client), bus
+    return RedisSessionStore(client, bus), bus
 
 
 def _http_options(settings: Settings) -> HttpOptions:

@@ -21,6 +21,7 @@ import pytest
 import redis.asyncio
 import redis.exceptions
 
+from ccgateway.sessions.pollrule import decide
 from ccgateway.stores.base import EventBus, SessionStore
 from ccgateway.stores.memory import MemoryEventBus, MemorySessionStore
 from ccgateway.stores.redis import RedisEventBus, RedisSessionStore, open_redis
@@ -95,14 +96,16 @@ async def nodes(
 ) -> AsyncIterator[PeerFactory]:
     """Opens nodes of one shared state (the first is ``backend``); ``max_queued`` bounds the bus.
 
-    For memory a non-default ``max_queued`` gives a fresh bus (one process has only one).
+    For memory a non-default ``max_queued`` gives a fresh node (one process has only one).
     """
     if kind == "memory":
-        pair: Node = (MemorySessionStore(), MemoryEventBus())
+        events = MemoryEventBus()
+        pair: Node = (MemorySessionStore(events, decide), events)
 
         async def memory_node(*, max_queued: int = DEFAULT_MAX_QUEUED) -> Node:
             if max_queued != DEFAULT_MAX_QUEUED:
-                return pair[0], MemoryEventBus(max_queued=max_queued)
+                fresh = MemoryEventBus(max_queued=max_queued)
+                return MemorySessionStore(fresh, decide), fresh
             return pair
 
         yield memory_node
@@ -115,7 +118,7 @@ async def nodes(
             stack.push_async_callback(client.aclose)
             bus = RedisEventBus(client, prefix, max_queued=max_queued)
             stack.push_async_callback(bus.aclose)
-            return RedisSessionStore(client, prefix), bus
+            return RedisSessionStore(client, bus), bus
 
         yield redis_node
 

@@ -1,4 +1,4 @@
-"""The scripts' lane (``ccgateway.stores.resp.ScriptLane``) against a real Redis.
+"""The scripts' lane (``ccgateway.stores.redis.lane.ScriptLane``) against a real Redis.
 
 Redis runs at ``TEST_REDIS_URL`` (see conftest): without it these cases are skipped, unless
 ``CI=true``, where they fail. A few cases need a server that misbehaves on cue: a local fake.
@@ -19,7 +19,7 @@ import redis.asyncio
 import redis.exceptions
 
 from ccgateway.stores.redis import open_redis
-from ccgateway.stores.resp import Arg, RespError, Script, ScriptLane
+from ccgateway.stores.redis.lane import Arg, RespError, Script, ScriptLane
 from tests.contract.conftest import REDIS_URL, redis_client
 
 ECHO = "return ARGV[1]"

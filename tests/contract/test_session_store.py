@@ -17,9 +17,8 @@ from ccgateway.config import load_settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import ManualClock
 from ccgateway.sessions.manager import TOUCH_EVERY_MS, SessionManager
-from ccgateway.stores import resp
 from ccgateway.stores.base import AgentRecord, Event, SessionRecord
-from ccgateway.stores.redis import RedisEventBus, RedisSessionStore, open_redis
+from ccgateway.stores.redis import RedisEventBus, RedisSessionStore, lane, open_redis
 from tests.contract.conftest import Node, PeerFactory
 from tests.contract.test_event_bus import HoldingProxy
 
@@ -281,7 +280,7 @@ async def test_count_follows_create_swap_and_delete(backend: Node, peer: PeerFac
     assert await store.count() == 0
 
 
-# -- an event poll through SessionManager (one step on Redis, two calls on memory) ---------------
+# -- an event poll through SessionManager (one step of the store) ----------------------------------
 
 INTERVAL_MS, GRACE_MS, IDLE_MS = 60_000, 90_000, 120_000
 
@@ -539,18 +538,18 @@ async def test_redis_a_poll_that_finds_an_event_is_one_round_trip(
     client: redis.asyncio.Redis = store._redis  # type: ignore[attr-defined]
     sent: list[str] = []
     execute: Callable[..., Awaitable[Any]] = client.execute_command
-    pack = resp.pack
+    pack = lane.pack
 
     async def counting(*args: Any, **options: Any) -> Any:
         sent.append(str(args[0]))
         return await execute(*args, **options)
 
-    def packing(args: Sequence[resp.Arg]) -> bytes:  # the poll's own connection
+    def packing(args: Sequence[lane.Arg]) -> bytes:  # the poll's own connection
         sent.append(str(args[0]))
         return pack(args)
 
     monkeypatch.setattr(client, "execute_command", counting)
-    monkeypatch.setattr(resp, "pack", packing)
+    monkeypatch.setattr(lane, "pack", packing)
     await manager.poll_events(101, guid, 5)  # connects and loads the script on first use
     sent.clear()
     clock.advance(INTERVAL_MS)  # touches and rotates too
@@ -576,7 +575,7 @@ async def test_redis_a_poll_cancelled_while_its_reply_is_late_loses_no_event(
         client = await open_redis(f"redis://127.0.0.1:{port}/{settings.get('db', 0)}")
         remote_bus = RedisEventBus(client, prefix)
         try:
-            remote = await managers((RedisSessionStore(client, prefix), remote_bus))
+            remote = await managers((RedisSessionStore(client, remote_bus), remote_bus))
             _, got = await remote.poll_events(101, guid, 0)  # connected, nothing waiting
             assert got is None
             await bus.publish(ev("late"))

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from ccgateway.sources import close_sources, configure_sources, digest, open_source
+from ccgateway.sources import Sources, digest
 from ccgateway.sources.base import (
     MediaSource,
     SourceChanged,
@@ -45,16 +45,18 @@ class Upstream:
     put: Callable[[str, bytes], str]  # (name, data) -> location
     replace: Callable[[str, bytes], None]  # a new version, told apart by mtime or ETag
     remove: Callable[[str], None]
+    sources: Sources
 
 
 @pytest.fixture
-async def pools() -> AsyncIterator[None]:
-    yield
-    await close_sources()
+async def sources() -> AsyncIterator[Sources]:
+    opened = Sources()
+    yield opened
+    await opened.aclose()
 
 
 @pytest.fixture(params=["local", "http", "s3"])
-def upstream(request: pytest.FixtureRequest, tmp_path: Path, pools: None) -> Upstream:
+def upstream(request: pytest.FixtureRequest, tmp_path: Path, sources: Sources) -> Upstream:
     prefix = uuid.uuid4().hex
     if request.param == "local":
 
@@ -67,7 +69,9 @@ def upstream(request: pytest.FixtureRequest, tmp_path: Path, pools: None) -> Ups
             later = time.time() + 10
             os.utime(tmp_path / name, (later, later))
 
-        return Upstream("local", put_local, replace_local, lambda n: (tmp_path / n).unlink())
+        return Upstream(
+            "local", put_local, replace_local, lambda n: (tmp_path / n).unlink(), sources
+        )
     if request.param == "http":
         nginx: Nginx = request.getfixturevalue("nginx")
 
@@ -81,14 +85,16 @@ def upstream(request: pytest.FixtureRequest, tmp_path: Path, pools: None) -> Ups
             lambda name, data: nginx.put(f"{prefix}/{name}", data),
             replace_http,
             lambda name: (nginx.www / prefix / name).unlink(),
+            sources,
         )
     s3: SeaweedFS = request.getfixturevalue("seaweedfs")
-    configure_sources(s3=s3.config())
+    sources.configure(s3=s3.config())
     return Upstream(
         "s3",
         lambda name, data: s3.put(f"{prefix}/{name}", data),
         lambda name, data: None if s3.put(f"{prefix}/{name}", data) else None,
         lambda name: s3.delete(f"{prefix}/{name}"),
+        sources,
     )
 
 
@@ -98,13 +104,13 @@ async def read_all(source: MediaSource, start: int, length: int) -> bytes:
 
 async def test_stat_read_and_digest(upstream: Upstream) -> None:
     data = os.urandom(SIZE)
-    source = open_source(upstream.put("a.mp4", data))
+    source = upstream.sources.open(upstream.put("a.mp4", data))
     stat = await source.stat()
     assert stat.size == SIZE
     assert await read_all(source, 0, SIZE) == data
-    size, mtime_ns, sha256 = await digest(open_source(source.uri))
+    size, mtime_ns, sha256 = await digest(upstream.sources.open(source.uri))
     assert (size, mtime_ns, sha256) == (SIZE, stat.mtime_ns, hashlib.sha256(data).hexdigest())
-    assert await open_source(source.uri).stat() == stat
+    assert await upstream.sources.open(source.uri).stat() == stat
     assert (source.local_path is not None) == (upstream.kind == "local")
 
 
@@ -113,7 +119,7 @@ async def test_stat_read_and_digest(upstream: Upstream) -> None:
 )
 async def test_ranges(upstream: Upstream, start: int, length: int) -> None:
     data = os.urandom(SIZE)
-    source = open_source(upstream.put("r.mp4", data))
+    source = upstream.sources.open(upstream.put("r.mp4", data))
     await source.stat()
     assert await read_all(source, start, length) == data[start : start + length]
 
@@ -122,16 +128,16 @@ async def test_missing_is_source_missing(upstream: Upstream) -> None:
     location = upstream.put("gone.mp4", b"x" * 10)
     upstream.remove("gone.mp4")
     with pytest.raises(SourceMissing):
-        await open_source(location).stat()
+        await upstream.sources.open(location).stat()
 
 
 async def test_a_new_version_changes_the_stat_even_in_the_same_second(upstream: Upstream) -> None:
     """What registration stored (size, mtime_ns) no longer matches: downloads are refused."""
     first = os.urandom(4096)
     location = upstream.put("v.mp4", first)
-    registered = await open_source(location).stat()
+    registered = await upstream.sources.open(location).stat()
     upstream.replace("v.mp4", bytes(reversed(first)))
-    now = await open_source(location).stat()
+    now = await upstream.sources.open(location).stat()
     assert (now.size, now.mtime_ns) != (registered.size, registered.mtime_ns)
 
 
@@ -139,7 +145,7 @@ async def test_a_change_between_stat_and_read_is_refused_not_spliced(upstream: U
     if upstream.kind == "local":
         pytest.skip("a local file is checked by stat() before each transfer only")
     first = os.urandom(SIZE)
-    source = open_source(upstream.put("c.mp4", first))
+    source = upstream.sources.open(upstream.put("c.mp4", first))
     await source.stat()
     upstream.replace("c.mp4", os.urandom(SIZE))
     with pytest.raises(SourceChanged):
@@ -147,7 +153,7 @@ async def test_a_change_between_stat_and_read_is_refused_not_spliced(upstream: U
 
 
 async def test_beyond_the_end_is_an_error(upstream: Upstream) -> None:
-    source = open_source(upstream.put("s.mp4", b"0123456789"))
+    source = upstream.sources.open(upstream.put("s.mp4", b"0123456789"))
     await source.stat()
     if upstream.kind == "local":
         with pytest.raises(SourceError):
@@ -161,11 +167,11 @@ async def test_beyond_the_end_is_an_error(upstream: Upstream) -> None:
 
 
 async def test_closing_a_read_early_closes_the_upstream_connection(
-    nginx: Nginx, pools: None
+    nginx: Nginx, sources: Sources
 ) -> None:
     nginx.put("early/big.bin", os.urandom(32 * 1024 * 1024))
     async with Tap(nginx.port) as tap:
-        source = open_source(tap.url("early/big.bin"))
+        source = sources.open(tap.url("early/big.bin"))
         await source.stat()
         async with reading(source, 0, 32 * 1024 * 1024) as chunks:
             async for _ in chunks:
@@ -174,17 +180,17 @@ async def test_closing_a_read_early_closes_the_upstream_connection(
         assert tap.down < 16 * 1024 * 1024
 
 
-async def test_pool_reuses_connections(nginx: Nginx, pools: None) -> None:
+async def test_pool_reuses_connections(nginx: Nginx, sources: Sources) -> None:
     url = nginx.put("pool/a.bin", os.urandom(100_000))
     async with Tap(nginx.port) as tap:
         for _ in range(3):
-            await digest(open_source(url.replace(str(nginx.port), str(tap.port))))
+            await digest(sources.open(url.replace(str(nginx.port), str(tap.port))))
         assert len(tap.links) == 1
 
 
-async def test_connect_failure_names_the_cause_without_the_query(pools: None) -> None:
-    configure_sources(http=HttpOptions(connect_timeout_s=1, retries=1))
-    source = open_source("http://user:pw@127.0.0.1:9/a.mp4?signature=SECRET")
+async def test_connect_failure_names_the_cause_without_the_query(sources: Sources) -> None:
+    sources.configure(http=HttpOptions(connect_timeout_s=1, retries=1))
+    source = sources.open("http://user:pw@127.0.0.1:9/a.mp4?signature=SECRET")
     with pytest.raises(SourceError) as caught:
         await source.stat()
     message = str(caught.value)
@@ -313,15 +319,15 @@ async def test_s3_endpoint_down_is_a_source_error() -> None:
 
 
 def test_open_source_picks_the_backend_by_scheme() -> None:
-    assert isinstance(open_source("/srv/a.mp4"), LocalSource)
-    assert isinstance(open_source("file:///srv/a.mp4"), LocalSource)
-    assert isinstance(open_source("http://mcu:8080/rec/a.mp4"), HttpSource)
-    assert isinstance(open_source("HTTPS://mcu/rec/a.mp4"), HttpSource)
-    assert isinstance(open_source("s3://bucket/dir/a.mp4"), S3Source)
+    assert isinstance(Sources().open("/srv/a.mp4"), LocalSource)
+    assert isinstance(Sources().open("file:///srv/a.mp4"), LocalSource)
+    assert isinstance(Sources().open("http://mcu:8080/rec/a.mp4"), HttpSource)
+    assert isinstance(Sources().open("HTTPS://mcu/rec/a.mp4"), HttpSource)
+    assert isinstance(Sources().open("s3://bucket/dir/a.mp4"), S3Source)
     with pytest.raises(SourceError):
-        open_source("relative/a.mp4")
+        Sources().open("relative/a.mp4")
     with pytest.raises(SourceError):
-        open_source("s3://bucket-only")
+        Sources().open("s3://bucket-only")
 
 
 def test_redact_and_s3_locations() -> None:

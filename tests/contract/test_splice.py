@@ -10,13 +10,11 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from ccgateway.sources import close_sources
 from ccgateway.sources.base import SourceChanged, SourceMissing
 from ccgateway.sources.rawhttp import RawHttpError, RawHttpPool
 from ccgateway.sources.s3 import S3Pool, S3Source
@@ -43,12 +41,6 @@ async def drain(sock: socket.socket, want: int) -> bytes:
             break
         got += chunk
     return bytes(got)
-
-
-@pytest.fixture
-async def pools() -> AsyncIterator[None]:
-    yield
-    await close_sources()
 
 
 async def test_pump_moves_exactly_count_bytes_and_leaves_the_rest() -> None:

@@ -24,7 +24,6 @@ from multidict import CIMultiDict
 from ccgateway import retcodes
 from ccgateway.recordings.catalog import CatalogError, Registration
 from ccgateway.recordings.discovery import FORMAT, discover, parse_listing
-from ccgateway.sources import close_sources, configure_sources
 from ccgateway.sources.base import SourceMissing
 from ccgateway.sources.http import HttpOptions
 from ccgateway.stores.base import AuditRecord, FileType
@@ -47,6 +46,7 @@ class Remote:
     nginx: Nginx | None
     s3: SeaweedFS | None
     prefix: str
+    gw: RunningGateway | None = None
 
     def put(self, name: str, data: bytes, via: Tap | None = None) -> str:
         key = f"{self.prefix}/{name}"
@@ -92,16 +92,18 @@ class Remote:
                 "S3_ACCESS_KEY_ID": config.access_key_id,
                 "S3_SECRET_ACCESS_KEY": config.secret_access_key,
             }
-        gw = await make_gateway(**settings)
-        await self.fresh_pools()  # until the gateway configures the sources from its settings
-        return gw
+        self.gw = await make_gateway(**settings)
+        return self.gw
 
     async def fresh_pools(self, via: Tap | None = None) -> None:
-        """Close the pooled upstream connections; S3 goes through ``via`` when given."""
-        await close_sources()
+        """Close the gateway's pooled upstream connections; S3 goes through ``via`` when given."""
+        if self.gw is None:
+            return  # the gateway, once made, opens its sources from its settings
+        sources = self.gw.gateway.sources
+        await sources.aclose()
         if self.s3 is not None:
             endpoint = f"http://127.0.0.1:{via.port}" if via else self.s3.endpoint
-            configure_sources(s3=self.s3.config(endpoint_url=endpoint))
+            sources.configure(s3=self.s3.config(endpoint_url=endpoint))
 
 
 @pytest.fixture(params=["http", "s3"])
@@ -111,9 +113,7 @@ async def remote(request: pytest.FixtureRequest) -> AsyncIterator[Remote]:
         found = Remote("http", request.getfixturevalue("nginx"), None, prefix)
     else:
         found = Remote("s3", None, request.getfixturevalue("seaweedfs"), prefix)
-    await found.fresh_pools()
     yield found
-    await close_sources()
 
 
 async def register(gw: RunningGateway, files: dict[FileType, str]) -> None:
@@ -312,30 +312,26 @@ async def test_s3_failures_answer_108_008_and_log_the_cause_without_secrets(
     seaweedfs: SeaweedFS, make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     remote = Remote("s3", None, seaweedfs, uuid.uuid4().hex)
-    await remote.fresh_pools()
-    try:
-        gw = await remote.gateway(make_gateway)
-        await register(
-            gw,
-            {
-                FileType.HD: remote.put("hd.mp4", os.urandom(1000)),
-                FileType.SD: remote.put("sd.mp4", os.urandom(1000)),
-            },
-        )
-        guid = await signed_in(gw)
-        remote.remove("hd.mp4")
-        caplog.set_level(logging.WARNING, "ccgateway")
-        _, _, body = await get(gw, guid, FileType.HD)
-        assert retcode(body) == retcodes.SOURCE_FAILED.code
-        assert "HeadObject failed: 404" in caplog.text or "NoSuchKey" in caplog.text
-        await close_sources()
-        configure_sources(s3=seaweedfs.config(secret_access_key="not-the-" + SECRET_KEY))
-        _, _, body = await get(gw, guid, FileType.SD)
-        assert retcode(body) == retcodes.SOURCE_FAILED.code
-        assert "HeadObject failed: 403" in caplog.text
-        assert SECRET_KEY not in caplog.text
-    finally:
-        await close_sources()
+    gw = await remote.gateway(make_gateway)
+    await register(
+        gw,
+        {
+            FileType.HD: remote.put("hd.mp4", os.urandom(1000)),
+            FileType.SD: remote.put("sd.mp4", os.urandom(1000)),
+        },
+    )
+    guid = await signed_in(gw)
+    remote.remove("hd.mp4")
+    caplog.set_level(logging.WARNING, "ccgateway")
+    _, _, body = await get(gw, guid, FileType.HD)
+    assert retcode(body) == retcodes.SOURCE_FAILED.code
+    assert "HeadObject failed: 404" in caplog.text or "NoSuchKey" in caplog.text
+    await gw.gateway.sources.aclose()
+    gw.gateway.sources.configure(s3=seaweedfs.config(secret_access_key="not-the-" + SECRET_KEY))
+    _, _, body = await get(gw, guid, FileType.SD)
+    assert retcode(body) == retcodes.SOURCE_FAILED.code
+    assert "HeadObject failed: 403" in caplog.text
+    assert SECRET_KEY not in caplog.text
 
 
 # -- the zero-copy relay (plain-HTTP client, plain-HTTP upstream) -----------------------------
@@ -367,7 +363,7 @@ async def test_retries_chunked_bodies_and_stalls_through_the_gateway(
     server = await scripted_upstream(script)
     try:
         gw = await make_gateway()
-        configure_sources(http=HttpOptions(retries=2, read_timeout_s=0.3))
+        gw.gateway.sources.configure(http=HttpOptions(retries=2, read_timeout_s=0.3))
         await register(gw, {FileType.HD: str(server.make_url("/rec.mp4"))})
         guid = await signed_in(gw)
         status, _, body = await get(gw, guid, FileType.HD)  # retried, then a chunked 206
@@ -383,7 +379,6 @@ async def test_retries_chunked_bodies_and_stalls_through_the_gateway(
         rows = await audit_rows(gw, 2)
         assert rows[0].outcome == "source_failed" and rows[0].bytes_sent == 100_000
     finally:
-        await close_sources()
         await server.close()
 
 
@@ -405,27 +400,25 @@ async def test_recordings_discovered_from_the_listing_register_and_download(
         ],
     }
     nginx.put(f"{prefix}/index.json", json.dumps(listing).encode())
-    try:
-        gw = await make_gateway()
-        await gw.add_agent(101)
-        base = nginx.url(f"{prefix}/")
-        found = await discover(base, CONF, frozenset({101}), call_id="1606459553-176")
-        assert [r.record_id for r in found] == ["r1", "r2"]
-        assert found[0].files == {FileType.HD: nginx.url(f"{prefix}/r1%20hd.mp4")}
-        for registration in found:
-            await gw.gateway.catalog.register(registration)
-        guid = await signed_in(gw)
-        sent = {"Guid": guid}
-        query = f"recordfile/101/videofiledownload?conferenceId={CONF}&fileType=0"
-        async with gw.client.http.get(gw.client.base + query, headers=sent) as response:
-            assert response.status == 200 and await response.read() == hd
-        query = f"recordfile/101/videofiledownload?conferenceId={CONF}&recordId=r2&fileType=1"
-        async with gw.client.http.get(gw.client.base + query, headers=sent) as response:
-            assert await response.read() == sd
-        with pytest.raises(SourceMissing):
-            await discover(nginx.url(f"{prefix}/none/"), CONF, frozenset({101}))
-    finally:
-        await close_sources()
+    gw = await make_gateway()
+    await gw.add_agent(101)
+    base = nginx.url(f"{prefix}/")
+    sources = gw.gateway.sources
+    found = await discover(sources, base, CONF, frozenset({101}), call_id="1606459553-176")
+    assert [r.record_id for r in found] == ["r1", "r2"]
+    assert found[0].files == {FileType.HD: nginx.url(f"{prefix}/r1%20hd.mp4")}
+    for registration in found:
+        await gw.gateway.catalog.register(registration)
+    guid = await signed_in(gw)
+    sent = {"Guid": guid}
+    query = f"recordfile/101/videofiledownload?conferenceId={CONF}&fileType=0"
+    async with gw.client.http.get(gw.client.base + query, headers=sent) as response:
+        assert response.status == 200 and await response.read() == hd
+    query = f"recordfile/101/videofiledownload?conferenceId={CONF}&recordId=r2&fileType=1"
+    async with gw.client.http.get(gw.client.base + query, headers=sent) as response:
+        assert await response.read() == sd
+    with pytest.raises(SourceMissing):
+        await discover(sources, nginx.url(f"{prefix}/none/"), CONF, frozenset({101}))
 
 
 @pytest.mark.parametrize(

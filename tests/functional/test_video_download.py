@@ -171,6 +171,18 @@ async def test_if_none_match_is_304(rec: Recordings) -> None:
         rec, 101, guid, conferenceId=CONF, fileType="0", headers={"If-None-Match": etag}
     )
     assert status == 304 and body == b"" and headers["ETag"] == etag
+    assert "Last-Modified" in headers and headers["Cache-Control"] == "private, no-store"
+    status, headers, _ = await get(
+        rec,
+        101,
+        guid,
+        conferenceId=CONF,
+        fileType="0",
+        headers={"If-None-Match": etag, "Want-Repr-Digest": "sha-256=1"},
+    )
+    # A 304 has no body: no Content-Type, Content-Disposition or Repr-Digest to describe one.
+    assert status == 304
+    assert not {"Content-Type", "Content-Disposition", "Repr-Digest"} & set(headers)
     status, _, _ = await get(
         rec, 101, guid, conferenceId=CONF, fileType="0", headers={"If-None-Match": '"other"'}
     )

@@ -4,7 +4,9 @@ import pytest
 
 from ccgateway import retcodes
 from ccgateway.errors import GatewayError
-from ccgateway.recordings.catalog import is_id, media_type_of, parse_file_type, record_event_content
+from ccgateway.recordings.announcements import conference_record_content
+from ccgateway.recordings.catalog import is_id, media_type_of
+from ccgateway.recordings.downloads import parse_file_type
 from ccgateway.stores.base import ConferenceRecord, FileType, RecordingRecord
 
 
@@ -41,7 +43,7 @@ def test_record_event_content_lists_every_recording_in_order() -> None:
     conference = ConferenceRecord(
         "c1", 1, "1-2", None, None, frozenset({101}), location_id="255", recordings=(first, second)
     )
-    content = record_event_content(conference, second)
+    content = conference_record_content(conference, second)
     assert content["fileName"] == "conferenceId=c1;recordId0=r-a;recordId1=r-b;"
     assert content["recordID"] == "r-b"
     assert content["fileMediaType"] == 2 and content["locationId"] == "255"

@@ -1,4 +1,4 @@
-"""RESP2 encoding and decoding of the scripts' lane (``ccgateway.stores.resp``)."""
+"""RESP2 encoding and decoding of the scripts' lane (``ccgateway.stores.redis.lane``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import redis.exceptions
 
-from ccgateway.stores.resp import RespError, pack, parse
+from ccgateway.stores.redis.lane import RespError, pack, parse
 
 
 def parsed(data: bytes) -> tuple[Any, int] | None:

@@ -59,6 +59,10 @@ class AgentDirectory:
         """The agent as recently read: rights and removals take effect within ``CACHE_S``."""
         return await self._recent.get(work_no, self.store.get)
 
+    async def list(self) -> list[AgentRecord]:
+        """Every agent, as stored now, by work number."""
+        return await self.store.list()
+
     def close(self) -> None:
         self._hashing.shutdown(wait=False, cancel_futures=True)
 

@@ -54,6 +54,24 @@ class Auditor:
         self._node = node
         self._pending: set[asyncio.Future[None]] = set()
 
+    async def query(
+        self,
+        *,
+        agent_id: int | None = None,
+        conference_id: str | None = None,
+        outcome: str | None = None,
+        since_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[AuditRecord]:
+        """Download attempts, newest first, filtered by whichever criteria are given."""
+        return await self.store.query(
+            agent_id=agent_id,
+            conference_id=conference_id,
+            outcome=outcome,
+            since_ms=since_ms,
+            limit=limit,
+        )
+
     def begin(self, interface: str, client: str) -> DownloadAttempt:
         return DownloadAttempt(interface=interface, client=client, started_ms=self._clock.now_ms())
 

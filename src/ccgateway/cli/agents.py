@@ -84,7 +84,7 @@ def add(
 @config_option
 def list_(as_json: bool, config_path: str | None) -> None:
     """List agents."""
-    records = _run(config_path, lambda d: d.store.list())
+    records = _run(config_path, lambda d: d.list())
     rows = [
         {
             "workNo": a.work_no,

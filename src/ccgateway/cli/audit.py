@@ -8,10 +8,10 @@ import json
 
 import click
 
+from ccgateway.audit.shapes import audit_json
 from ccgateway.cli.options import config_option, settings_from
 from ccgateway.gateway import open_gateway
 from ccgateway.stores.base import AuditRecord
-from ccgateway.web.admin import audit_json
 
 OUTCOMES = ("completed", "aborted", "refused", "source_failed", "offloaded")
 
@@ -50,7 +50,7 @@ def audit(
 
     async def query() -> list[AuditRecord]:
         async with open_gateway(settings) as gateway:
-            return await gateway.auditor.store.query(
+            return await gateway.auditor.query(
                 agent_id=agent,
                 conference_id=conference,
                 outcome=outcome,

@@ -15,24 +15,24 @@ from typing import Any, TypeVar
 import click
 
 from ccgateway.cli.options import config_option, settings_from
-from ccgateway.gateway import open_gateway
-from ccgateway.recordings.catalog import Catalog, CatalogError, Registration
+from ccgateway.gateway import Gateway, open_gateway
+from ccgateway.recordings.announcements import AUDIO, VIDEO
+from ccgateway.recordings.catalog import CatalogError, Registration
 from ccgateway.recordings.discovery import discover
-from ccgateway.recordings.fileserver import AUDIO, VIDEO
+from ccgateway.recordings.shapes import conference_json
 from ccgateway.sources.base import SourceError
 from ccgateway.stores.base import FileRecordingRecord, FileType
-from ccgateway.web.admin import conference_json
 
 T = TypeVar("T")
 PROGRESS_FROM_BYTES = 16 * 1024 * 1024
 
 
-def _run(config_path: str | None, action: Callable[[Catalog], Awaitable[T]]) -> T:
+def _run(config_path: str | None, action: Callable[[Gateway], Awaitable[T]]) -> T:
     settings = settings_from(config_path)
 
     async def run() -> T:
         async with open_gateway(settings) as gateway:
-            return await action(gateway.catalog)
+            return await action(gateway)
 
     try:
         return asyncio.run(run())
@@ -127,8 +127,8 @@ def add(
     bars: dict[str, Any] = {}
 
     def progress(name: str, done: int, total: int) -> None:
-        if total < PROGRESS_FROM_BYTES:
-            return
+        if total < PROGRESS_FROM_BYTES or not sys.stderr.isatty():
+            return  # off a terminal click would print the bare label, a stray "HD " line
         bar = bars.get(name)
         if bar is None:
             bar = bars[name] = click.progressbar(
@@ -139,7 +139,7 @@ def add(
         if done >= total:
             bar.__exit__(None, None, None)
 
-    recording = _run(config_path, lambda c: c.register(registration, progress))
+    recording = _run(config_path, lambda g: g.catalog.register(registration, progress))
     kinds = ", ".join(f.file_type.name.lower() for f in recording.files)
     click.echo(
         f"registered {record_id} in {conference_id} as recording {recording.position} ({kinds})"
@@ -168,9 +168,11 @@ def discover_(
 ) -> None:
     """Register the recordings listed in BASE_URL/index.json (docs/recordings.md has the format)."""
 
-    async def register_all(catalog: Catalog) -> list[str]:
-        found = await discover(base_url, conference_id, participants, vdn=vdn, call_id=call_id)
-        return [(await catalog.register(r)).record_id for r in found]
+    async def register_all(gateway: Gateway) -> list[str]:
+        found = await discover(
+            gateway.sources, base_url, conference_id, participants, vdn=vdn, call_id=call_id
+        )
+        return [(await gateway.catalog.register(r)).record_id for r in found]
 
     registered = _run(config_path, register_all)
     click.echo(
@@ -231,7 +233,7 @@ def add_file(
 @config_option
 def list_(as_json: bool, config_path: str | None) -> None:
     """List conferences with their recordings and file types."""
-    conferences = _run(config_path, lambda c: c.store.list_conferences())
+    conferences = _run(config_path, lambda g: g.catalog.list_conferences())
     if as_json:
         rows = [conference_json(c) for c in conferences]
         click.echo(json.dumps(rows, indent=2))
@@ -249,7 +251,7 @@ def list_(as_json: bool, config_path: str | None) -> None:
 @config_option
 def show(conference_id: str, config_path: str | None) -> None:
     """Show one conference as JSON (files with sizes and SHA-256)."""
-    conference = _run(config_path, lambda c: c.store.get_conference(conference_id))
+    conference = _run(config_path, lambda g: g.catalog.get_conference(conference_id))
     if conference is None:
         raise click.ClickException(f"no conference {conference_id}")
     click.echo(json.dumps(conference_json(conference), indent=2))
@@ -262,9 +264,9 @@ def show(conference_id: str, config_path: str | None) -> None:
 def remove(conference_id: str, record_id: str | None, config_path: str | None) -> None:
     """Remove a conference (or one of its recordings) from the catalog; files are kept."""
     if record_id:
-        done = _run(config_path, lambda c: c.store.remove_recording(record_id))
+        done = _run(config_path, lambda g: g.catalog.remove_recording(record_id))
     else:
-        done = _run(config_path, lambda c: c.store.remove_conference(conference_id))
+        done = _run(config_path, lambda g: g.catalog.remove_conference(conference_id))
     if not done:
         raise click.ClickException(f"no such {'recording' if record_id else 'conference'}")
     click.echo(f"removed {record_id or conference_id}")

@@ -48,9 +48,10 @@ async def seed_demo_agents(directory: AgentDirectory, data_dir: Path) -> list[De
     """Create the demo agents that are missing; their passwords persist across restarts."""
     passwords = _credentials(data_dir)
     agents = []
+    existing = {agent.work_no for agent in await directory.list()}
     for work_no, name, vdn, role in _DEMO_AGENTS:
         password = passwords[str(work_no)]
-        if await directory.store.get(work_no) is None:
+        if work_no not in existing:
             await directory.add(work_no, password, name=name, vdn=vdn, role=role)
         else:
             await directory.set_password(work_no, password)
@@ -89,7 +90,7 @@ async def seed_demo_recordings(catalog: Catalog, data_dir: Path) -> list[DemoCon
 
     media_dir = (data_dir / "demo-media").resolve()  # registered locations are absolute
     for conference in DEMO_CONFERENCES:
-        if await catalog.store.get_conference(conference.conference_id) is not None:
+        if await catalog.get_conference(conference.conference_id) is not None:
             continue
         for number, record_id in enumerate(conference.record_ids):
             label = f"{conference.conference_id[:8]}-{number}"

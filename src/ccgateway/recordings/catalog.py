@@ -1,21 +1,17 @@
-"""The recording catalog's rules: registering recordings, announcing them, choosing a file.
+"""The recording catalog's rules: registering MCU recordings, announcing them, choosing a file.
 
 A conference has participants and recordings in the order they were registered; a recording has at
 most one file per FileType (0 HD, 1 SD, 2 aux). Registering streams each file once for its size
 and SHA-256. A new recording is announced to its signed-in participants as
-``AgentMediaEvent_Record`` by whichever gateway claims it first (see ``announce_pending``): the
-admin API announces at once, and a gateway notices recordings added by the CLI within
-``ANNOUNCE_EVERY_S``.
+``AgentMediaEvent_Record`` (``announcements``).
 """
 
 from __future__ import annotations
 
 import re
 import urllib.parse
-import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ccgateway import retcodes
 from ccgateway.agents.directory import is_work_no
@@ -23,21 +19,18 @@ from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
 from ccgateway.node.recent import RecentCache
 from ccgateway.recordings.access import may_download_video, may_see_conference
-from ccgateway.sources import digest, open_source
+from ccgateway.recordings.announcements import Announcer, conference_record_content
+from ccgateway.sources import Sources, digest
 from ccgateway.stores.base import (
     AgentRecord,
     CatalogStore,
     ConferenceRecord,
-    Event,
-    EventBus,
     FileType,
     MediaFileRecord,
     RecordingRecord,
 )
 
-RECORD_EVENT = "AgentMediaEvent_Record"
 CACHE_S = 2.0  # downloads may see a registration or removal this much later
-ANNOUNCE_EVERY_S = 1.0
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mkv": "video/x-matroska"}
 
@@ -48,12 +41,6 @@ class CatalogError(ValueError):
 
 def is_id(value: str) -> bool:
     return _ID.fullmatch(value) is not None
-
-
-def parse_file_type(value: str | None) -> FileType:
-    if value is None or value.strip() not in ("0", "1", "2"):
-        raise GatewayError(retcodes.BAD_FILE_TYPE)
-    return FileType(int(value))
 
 
 def media_type_of(location: str) -> str:
@@ -90,16 +77,12 @@ Progress = Callable[[str, int, int], None]
 
 class Catalog:
     def __init__(
-        self,
-        store: CatalogStore,
-        events: EventBus,
-        clock: Clock,
-        is_signed_in: Callable[[int], Awaitable[bool]],
+        self, store: CatalogStore, sources: Sources, announcer: Announcer, clock: Clock
     ) -> None:
         self.store = store
-        self._events = events
+        self._sources = sources
+        self._announcer = announcer
         self._clock = clock
-        self._is_signed_in = is_signed_in
         self._recent: RecentCache[str, ConferenceRecord | None] = RecentCache(CACHE_S)
 
     async def register(
@@ -109,7 +92,7 @@ class Catalog:
         _check_registration(request)
         files = []
         for file_type, location in sorted(request.files.items()):
-            source = open_source(location)
+            source = self._sources.open(location)
             report = (
                 (lambda done, total, n=file_type.name: progress(n, done, total))
                 if progress
@@ -159,14 +142,26 @@ class Catalog:
             conference = await self.store.get_conference(recording.conference_id)
             if conference is None or not video_events:
                 continue
-            for agent_id in sorted(conference.participants):
-                if await self._is_signed_in(agent_id):
-                    content = record_event_content(conference, recording)
-                    await self._events.publish(
-                        Event(RECORD_EVENT, agent_id, content, self._clock.now_ms())
-                    )
-                    sent += 1
+            content = conference_record_content(conference, recording)
+            sent += await self._announcer.announce(conference.participants, content)
         return sent
+
+    async def get_conference(self, conference_id: str) -> ConferenceRecord | None:
+        """The conference as stored now, with its recordings and files (no cache)."""
+        return await self.store.get_conference(conference_id)
+
+    async def list_conferences(self) -> list[ConferenceRecord]:
+        return await self.store.list_conferences()
+
+    async def remove_conference(self, conference_id: str) -> bool:
+        """Remove a conference from the catalog (its files are kept); False if there is none."""
+        removed = await self.store.remove_conference(conference_id)
+        self._recent.forget(conference_id)
+        return removed
+
+    async def remove_recording(self, record_id: str) -> bool:
+        """Remove one recording from the catalog (its files are kept); False if there is none."""
+        return await self.store.remove_recording(record_id)
 
     async def select(
         self, agent: AgentRecord, conference_id: str, record_id: str | None, file_type: FileType
@@ -190,23 +185,6 @@ class Catalog:
         if media is None:
             raise GatewayError(retcodes.NO_SUCH_FILE_TYPE)
         return Selection(conference, recording, media)
-
-
-def record_event_content(
-    conference: ConferenceRecord, recording: RecordingRecord
-) -> dict[str, Any]:
-    """``AgentMediaEvent_Record`` content as the CC-Gateway shapes it for an MCU recording."""
-    ids = "".join(f"recordId{i}={r.record_id};" for i, r in enumerate(conference.recordings))
-    return {
-        "taskId": zlib.crc32(recording.record_id.encode()) & 0x7FFFFFFF,
-        "caller": conference.caller,
-        "called": conference.called,
-        "locationId": conference.location_id,
-        "recordID": recording.record_id,
-        "fileName": f"conferenceId={conference.conference_id};{ids}",
-        "callId": conference.call_id,
-        "fileMediaType": 2,
-    }
 
 
 def _check_registration(request: Registration) -> None:

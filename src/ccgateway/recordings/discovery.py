@@ -21,7 +21,7 @@ shape, defined by ccgateway, not by the CC-Gateway or any MCU:
   base URL or to an absolute http(s):// URL; at least one file per recording.
 - Anything else in the document is ignored. A listing over 1 MiB is refused.
 
-``discover`` fetches and checks the listing through the sources' pooled HTTP session and returns
+``discover`` fetches and checks the listing through the gateway's ``Sources`` and returns
 one ``Registration`` per recording, for ``Catalog.register`` (which digests each file once).
 """
 
@@ -32,11 +32,9 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
 from ccgateway.recordings.catalog import CatalogError, Registration, is_id
-from ccgateway.sources import http_pool
-from ccgateway.sources.base import SourceError, SourceMissing, redact
+from ccgateway.sources import Sources
+from ccgateway.sources.base import SourceError, redact
 from ccgateway.stores.base import FileType
 
 FORMAT = "ccgateway-recordings/1"
@@ -52,19 +50,11 @@ def listing_url(base_url: str) -> str:
     return base_url.rstrip("/") + "/" + LISTING
 
 
-async def fetch_listing(base_url: str) -> Any:
+async def fetch_listing(sources: Sources, base_url: str) -> Any:
     """The listing document at ``<base>/index.json`` (SourceError when it cannot be had)."""
     url = listing_url(base_url)
+    body = await sources.fetch_document(url, MAX_LISTING_BYTES)
     name = redact(url)
-    try:
-        async with http_pool().session().get(url, allow_redirects=False) as response:
-            if response.status in (404, 410):
-                raise SourceMissing(f"{name}: no listing ({response.status})")
-            if response.status != 200:
-                raise SourceError(f"{name}: GET answered {response.status}")
-            body = await response.content.read(MAX_LISTING_BYTES + 1)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise SourceError(f"{name}: {type(exc).__name__}") from None
     if len(body) > MAX_LISTING_BYTES:
         raise SourceError(f"{name}: the listing is over {MAX_LISTING_BYTES} bytes")
     try:
@@ -106,10 +96,14 @@ def parse_listing(
 
 
 async def discover(
-    base_url: str, conference_id: str, participants: frozenset[int], **fields: Any
+    sources: Sources,
+    base_url: str,
+    conference_id: str,
+    participants: frozenset[int],
+    **fields: Any,
 ) -> list[Registration]:
     """Fetch ``<base>/index.json`` and return its recordings as registrations."""
-    document = await fetch_listing(base_url)
+    document = await fetch_listing(sources, base_url)
     return parse_listing(document, base_url, conference_id, participants, **fields)
 
 

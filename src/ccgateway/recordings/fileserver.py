@@ -1,10 +1,9 @@
-"""File-server recordings: drive-letter paths confined to their mounts, and who may fetch them.
+"""File-server recordings: drive-letter paths confined to their mounts, registered and announced.
 
 A request names a file by its drive-letter path (``Y:/1/0/20201202/503/1714442.mp4``). It is parsed
-strictly (``drivepaths``), authorized on the path alone, then resolved inside the drive's mapped
-root. Authorization comes before existence, so a foreign file and an absent foreign file get the
-same answer (104-002): the agent segment of the path must be the requester, or the requester an
-inspector of the path's VDN. A path with no agent segment (an IVR message) is for inspectors only.
+strictly (``drivepaths``), authorized on the path alone (``access.may_fetch_path``), then resolved
+inside the drive's mapped root. Authorization comes before existence, so a foreign file and an
+absent foreign file get the same answer (104-002).
 
 Pool mode: when any ``RECORD_DRIVE_MAP_<locationId>`` is configured, a request must carry a
 configured ``locationId`` (104-010 otherwise); without pool mode ``RECORD_DRIVE_MAP`` serves all.
@@ -12,16 +11,16 @@ configured ``locationId`` (104-010 otherwise); without pool mode ``RECORD_DRIVE_
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ccgateway import retcodes
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
+from ccgateway.recordings.access import may_fetch_path
+from ccgateway.recordings.announcements import AUDIO, VIDEO, Announcer, file_record_content
 from ccgateway.recordings.catalog import is_id
 from ccgateway.recordings.drivepaths import (
     BadName,
@@ -32,18 +31,8 @@ from ccgateway.recordings.drivepaths import (
     parse_drive_path,
     resolve,
 )
-from ccgateway.sources import digest
-from ccgateway.sources.local import LocalSource
-from ccgateway.stores.base import (
-    AgentRecord,
-    Event,
-    EventBus,
-    FileRecordingRecord,
-    FileStore,
-    Role,
-)
-
-AUDIO, VIDEO = 1, 2
+from ccgateway.sources import Sources, digest
+from ccgateway.stores.base import AgentRecord, FileRecordingRecord, FileStore
 
 
 @dataclass(frozen=True)
@@ -64,15 +53,15 @@ class FileServer:
         self,
         settings: Settings,
         store: FileStore,
-        events: EventBus,
+        sources: Sources,
+        announcer: Announcer,
         clock: Clock,
-        is_signed_in: Callable[[int], Awaitable[bool]],
     ) -> None:
         self._maps = settings.drive_maps
         self.store = store
-        self._events = events
+        self._sources = sources
+        self._announcer = announcer
         self._clock = clock
-        self._is_signed_in = is_signed_in
 
     def roots(self, location_id: str | None) -> Mapping[str, Path]:
         pool = {k: v for k, v in self._maps.items() if k}
@@ -96,7 +85,7 @@ class FileServer:
         except DrivePathError:
             raise GatewayError(retcodes.BAD_FILE_NAME) from None
         roots = self.roots(location_id)
-        if not may_fetch(agent, drive_path, video=video):
+        if not may_fetch_path(agent, drive_path, video=video):
             raise GatewayError(retcodes.NO_PLAYBACK_RIGHT)
         try:
             return LocatedFile(drive_path, resolve(drive_path, roots))
@@ -109,7 +98,7 @@ class FileServer:
 
     async def digest(self, path: Path) -> FileDigest:
         """Size, mtime and SHA-256, computed once per (path, size, mtime) and cached."""
-        source = LocalSource(path)
+        source = self._sources.open(str(path))
         stat = await source.stat()
         cached = await self.store.cached_digest(str(path), stat.size, stat.mtime_ns)
         if cached is not None:
@@ -155,38 +144,16 @@ class FileServer:
             raise ValueError(f"recording {record_id} already exists")
         return recording
 
+    async def find_by_call(self, call_id: str, media: int) -> list[FileRecordingRecord]:
+        """The registered recordings of a call, of one media (AUDIO or VIDEO), oldest first."""
+        return await self.store.find_by_call(call_id, media)
+
     async def announce_pending(self, video_events: bool) -> int:
+        """Announce every recording no gateway has announced yet; returns how many events."""
         sent = 0
         for recording in await self.store.claim_unannounced(self._clock.now_ms()):
             if recording.media == VIDEO and not video_events:
                 continue
-            for agent_id in sorted(recording.participants):
-                if await self._is_signed_in(agent_id):
-                    content = file_record_event_content(recording)
-                    await self._events.publish(
-                        Event("AgentMediaEvent_Record", agent_id, content, self._clock.now_ms())
-                    )
-                    sent += 1
+            content = file_record_content(recording)
+            sent += await self._announcer.announce(recording.participants, content)
         return sent
-
-
-def may_fetch(agent: AgentRecord, path: DrivePath, *, video: bool) -> bool:
-    if video and not agent.may_download_video:
-        return False
-    if path.agent_id is not None and path.agent_id == agent.work_no:
-        return True
-    return agent.role is Role.INSPECTOR and path.vdn is not None and path.vdn == agent.vdn
-
-
-def file_record_event_content(recording: FileRecordingRecord) -> dict[str, Any]:
-    """As the CC-Gateway's third-party video and audio examples show them (typing included)."""
-    return {
-        "taskId": zlib.crc32(recording.record_id.encode()) & 0x7FFFFFFF,
-        "caller": "",
-        "called": "",
-        "locationId": recording.location_id,
-        "recordID": recording.record_id,
-        "fileName": recording.file_name,
-        "callId": recording.call_id,
-        "fileMediaType": VIDEO if recording.media == VIDEO else str(AUDIO),
-    }

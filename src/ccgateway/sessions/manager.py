@@ -4,13 +4,15 @@ A GUID is ``<uuid>.<node name>``, the uuid drawn from ``secrets``. Under AUTHMOD
 rotates the GUID once ``GUIDINTERVAL`` has passed since it was issued; a rotated-out GUID stays
 accepted until ``GUIDTIMEOUT`` after its rotation. ``updateGuid`` and force sign-in replace the GUID
 at once. An agent that has not polled for ``AGENT_IDLE_TIMEOUT`` is signed out (a poll records
-itself at most every ``TOUCH_EVERY_MS``, so that may happen up to 5 s early).
+itself at most every ``TOUCH_EVERY_MS``, so that may happen up to 5 s early). The rule of a poll,
+and the GUID and idle checks every request shares, are ``pollrule``'s.
 
-An event poll (``poll_events``) authenticates, records itself, rotates and takes the next event; on
-a store that can (Redis) the first step is one atomic round trip. ``wake_polls`` (shutdown) makes
-waiting polls answer empty at once.
+An event poll (``poll_events``) authenticates, records itself, rotates and takes the next event in
+one atomic step of the store (``SessionStore.poll``: one round trip on Redis), then waits for an
+event if none was waiting. ``wake_polls`` (shutdown) makes waiting polls answer empty at once.
 
-Errors: no session → 100-006; a session but a wrong, missing or expired GUID → 000-003.
+Errors: no session → 100-006 (an idle one is signed out first); a session but a wrong, missing or
+expired GUID → 000-003.
 """
 
 from __future__ import annotations
@@ -21,23 +23,24 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from ccgateway import retcodes
 from ccgateway.agents.directory import AgentDirectory
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
+from ccgateway.sessions.pollrule import admit, is_idle
 from ccgateway.sessions.signin_events import sign_in_events
 from ccgateway.stores.base import (
     AgentRecord,
     Event,
     EventBus,
-    PollingSessionStore,
+    PollRefused,
     PollRules,
+    Refusal,
     SessionRecord,
     SessionStore,
-    guid_accepted,
 )
 
 _CAS_ATTEMPTS = 8
@@ -73,10 +76,6 @@ class SessionManager:
         self._directory = directory
         self._store = store
         self._events = events
-        # A store that takes a poll's first step in one round trip (see ``poll_events``).
-        self._polling: PollingSessionStore | None = (
-            cast("PollingSessionStore", store) if callable(getattr(store, "poll", None)) else None
-        )
         self._waking = False  # see wake_polls
         self._waiting: set[asyncio.Future[Event | None]] = set()
 
@@ -88,7 +87,7 @@ class SessionManager:
         agent = await self._directory.authenticate(agent_id, request.password)
         if agent is None:
             raise GatewayError(retcodes.WRONG_PASSWORD)
-        now = self._clock.now_ms()
+        now, idle_ms = self._clock.now_ms(), self._settings.agent_idle_timeout_ms
         session = SessionRecord(
             agent_id=agent_id,
             guid=new_guid(self._settings.node_name),
@@ -106,7 +105,7 @@ class SessionManager:
             if await self._store.create(session):
                 break
             existing = await self._store.get(agent_id)
-            if existing is not None and not force and not self._is_idle(existing, now):
+            if existing is not None and not force and not is_idle(existing, now, idle_ms):
                 raise GatewayError(retcodes.ALREADY_SIGNED_IN)
             if existing is not None:
                 await self._store.delete(agent_id, existing.version)
@@ -148,7 +147,8 @@ class SessionManager:
 
     async def is_signed_in(self, agent_id: int) -> bool:
         session = await self._store.get(agent_id)
-        return session is not None and not self._is_idle(session, self._clock.now_ms())
+        now, idle_ms = self._clock.now_ms(), self._settings.agent_idle_timeout_ms
+        return session is not None and not is_idle(session, now, idle_ms)
 
     # -- authentication -------------------------------------------------------------------------
 
@@ -156,52 +156,28 @@ class SessionManager:
         """The agent's session if ``guid`` is currently accepted for it."""
         now = self._clock.now_ms()
         session = await self._store.get(agent_id)
-        if session is None or self._is_idle(session, now):
-            if session is not None:
-                await self._store.delete(agent_id, session.version)
-                await self._events.clear(agent_id)
-            raise GatewayError(retcodes.NOT_SIGNED_IN)
-        if guid is None or not self._accepts(session, guid, now):
-            raise GatewayError(retcodes.NO_RIGHT)
-        return session
-
-    async def poll(self, agent_id: int, guid: str | None) -> SessionRecord:
-        """Authenticate an event poll: it is the heartbeat, and under AUTHMODE=2 it rotates."""
-        for _ in range(_CAS_ATTEMPTS):
-            session = await self.authenticate(agent_id, guid)
-            now = self._clock.now_ms()
-            due = self._due_for_rotation(session, now)
-            if not due and now - session.last_seen_ms < TOUCH_EVERY_MS:
-                return session  # heard from moments ago: no write (a shared store's round trip)
-            updated = dataclasses.replace(session, last_seen_ms=now)
-            if due:
-                updated = self._rotated(updated, now)
-            if await self._store.swap(session, updated):
-                return dataclasses.replace(updated, version=session.version + 1)
-        raise GatewayError(retcodes.NO_RIGHT)
+        admitted = admit(session, guid or "", now, self._settings.agent_idle_timeout_ms)
+        if isinstance(admitted, PollRefused):
+            raise await self._refused(agent_id, admitted)
+        return admitted
 
     async def poll_events(
         self, agent_id: int, guid: str | None, wait_s: float
     ) -> tuple[SessionRecord, Event | None]:
-        """An event poll: authenticate it as ``poll`` does, then the agent's oldest event,
-        waiting up to ``wait_s`` for one (none once ``wake_polls`` was called).
+        """An event poll: it is the heartbeat, and under AUTHMODE=2 it rotates the GUID (the
+        poll rule, ``pollrule``); then the agent's oldest event, waiting up to ``wait_s`` for one
+        (none once ``wake_polls`` was called).
 
-        With a store that can (``PollingSessionStore``: Redis), the authentication, the session
-        write and the claim of an event already waiting are one atomic step, one round trip; a
-        session replaced after it (force sign-in, sign-out) takes no event from this poll.
-        Otherwise, or when that step is refused (then ``poll`` reports why), two calls.
+        The authentication, the session write and the claim of an event already waiting are one
+        atomic step of the store (``SessionStore.poll``; one round trip on Redis): a session
+        replaced after it (force sign-in, sign-out) takes no event from this poll.
         """
-        if self._polling is not None and guid is not None:
-            now = self._clock.now_ms()
-            polled = await self._polling.poll(agent_id, guid, self._rules(now), self._events)
-            if polled is not None:
-                if polled.event is not None or wait_s <= 0:
-                    return polled.session, polled.event
-                return polled.session, await self._wait(agent_id, wait_s, polled.generation)
-        session = await self.poll(agent_id, guid)
-        if wait_s <= 0 or self._waking:
-            return session, await self._events.next(agent_id, 0)
-        return session, await self._wait(agent_id, wait_s, None)
+        polled = await self._store.poll(agent_id, guid or "", self._rules(self._clock.now_ms()))
+        if isinstance(polled, PollRefused):
+            raise await self._refused(agent_id, polled)
+        if polled.event is not None or wait_s <= 0:
+            return polled.session, polled.event
+        return polled.session, await self._wait(agent_id, wait_s, polled.generation)
 
     def wake_polls(self) -> None:
         """Shutting down: every poll waiting for an event answers empty now, and later polls
@@ -210,9 +186,10 @@ class SessionManager:
         for waiting in self._waiting:
             waiting.cancel()
 
-    async def _wait(self, agent_id: int, wait_s: float, generation: int | None) -> Event | None:
+    async def _wait(self, agent_id: int, wait_s: float, generation: int) -> Event | None:
+        """The next event of ``generation`` (the poll's claim found none), up to ``wait_s``."""
         if self._waking:
-            return None if generation is not None else await self._events.next(agent_id, 0)
+            return None
         waiting = asyncio.ensure_future(self._events.next(agent_id, wait_s, generation=generation))
         self._waiting.add(waiting)
         try:
@@ -256,24 +233,11 @@ class SessionManager:
 
     # -- rules ----------------------------------------------------------------------------------
 
-    def _is_idle(self, session: SessionRecord, now: int) -> bool:
-        return now - session.last_seen_ms > self._settings.agent_idle_timeout_ms
-
-    def _accepts(self, session: SessionRecord, guid: str, now: int) -> bool:
-        return guid_accepted(session, guid, now)
-
-    def _due_for_rotation(self, session: SessionRecord, now: int) -> bool:
-        return (
-            self._settings.auth_mode == 2
-            and now - session.guid_issued_ms >= self._settings.guid_interval_ms
-        )
-
-    def _rotated(self, session: SessionRecord, now: int) -> SessionRecord:
-        retired = tuple((g, until) for g, until in session.retired if until >= now)
-        retired += ((session.guid, now + self._settings.guid_timeout_ms),)
-        return dataclasses.replace(
-            session,
-            guid=new_guid(self._settings.node_name),
-            guid_issued_ms=now,
-            retired=retired,
-        )
+    async def _refused(self, agent_id: int, refused: PollRefused) -> GatewayError:
+        """The error a refused request answers; an idle session is signed out first."""
+        if refused.reason is Refusal.GUID:
+            return GatewayError(retcodes.NO_RIGHT)
+        if refused.reason is Refusal.IDLE:
+            await self._store.delete(agent_id, refused.version)
+            await self._events.clear(agent_id)
+        return GatewayError(retcodes.NOT_SIGNED_IN)

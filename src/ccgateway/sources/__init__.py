@@ -1,12 +1,13 @@
-"""Media sources by location: ``open_source`` picks the backend for a registered location.
+"""Media sources by location: ``Sources.open`` picks the backend for a registered location.
 
 - an absolute path or ``file://`` URL: ``LocalSource`` (sendfile-able)
 - ``http://`` / ``https://``: ``HttpSource``, a streaming proxy of the recording server
 - ``s3://bucket/key``: ``S3Source``, any S3-compatible store
 
-The remote backends share process-wide pools (one HTTP session, one S3 client), opened on first
-use on the running event loop: ``configure_sources`` sets their options before that, and
-``close_sources`` closes them (the gateway's exit does).
+One ``Sources`` per gateway, built by the composition root (``gateway.py``) from the settings: it
+owns the remote backends' pools (one HTTP session, one S3 client), opened on first use on the
+running event loop, and closes them in ``aclose``. Domain code names ``Sources`` and the
+``MediaSource`` interface (``base``), never a backend.
 """
 
 from __future__ import annotations
@@ -15,67 +16,67 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from ccgateway.sources.base import MediaSource, SourceError, redact
+import aiohttp
+
+from ccgateway.sources.base import MediaSource, SourceError, SourceMissing, redact
 from ccgateway.sources.http import HttpOptions, HttpPool, HttpSource
 from ccgateway.sources.local import LocalSource
 from ccgateway.sources.s3 import S3Config, S3Pool, S3Source
 
-_pools: dict[str, HttpPool | S3Pool] = {}
-_retired: list[HttpPool | S3Pool] = []  # replaced while possibly in use: closed with the rest
 
+class Sources:
+    """The media sources of one gateway, and the pools of its remote backends."""
 
-def configure_sources(http: HttpOptions | None = None, s3: S3Config | None = None) -> None:
-    """Options for the sources opened from now on; ``close_sources`` also closes the old pools."""
-    if http is not None:
-        _replace("http", HttpPool(http))
-    if s3 is not None:
-        _replace("s3", S3Pool(s3))
+    def __init__(self, http: HttpOptions | None = None, s3: S3Config | None = None) -> None:
+        self._http = HttpPool(http)
+        self._s3 = S3Pool(s3)
+        self._retired: list[HttpPool | S3Pool] = []  # replaced while possibly in use
 
+    def configure(self, *, http: HttpOptions | None = None, s3: S3Config | None = None) -> None:
+        """Options for the sources opened from now on; the old pools close with ``aclose``."""
+        if http is not None:
+            self._retired.append(self._http)
+            self._http = HttpPool(http)
+        if s3 is not None:
+            self._retired.append(self._s3)
+            self._s3 = S3Pool(s3)
 
-def _replace(kind: str, pool: HttpPool | S3Pool) -> None:
-    old = _pools.get(kind)
-    if old is not None:
-        _retired.append(old)
-    _pools[kind] = pool
+    def open(self, location: str) -> MediaSource:
+        """The source for a registered location (see the module's docstring for the schemes)."""
+        scheme = location.split(":", 1)[0].lower() if "://" in location else ""
+        if scheme in ("http", "https"):
+            return HttpSource(location, self._http)
+        if scheme == "s3":
+            return S3Source(location, self._s3)
+        path = location.removeprefix("file://")
+        if not path.startswith("/"):
+            raise SourceError(
+                f"unsupported source location {redact(location)!r}: give an absolute path, "
+                "an http(s):// URL or s3://bucket/key"
+            )
+        return LocalSource(Path(path))
 
+    async def fetch_document(self, url: str, max_bytes: int) -> bytes:
+        """A small document over HTTP(S) (a recording server's listing), at most ``max_bytes``
+        plus one, through the pooled session: SourceMissing on 404/410, else SourceError."""
+        name = redact(url)
+        try:
+            async with self._http.session().get(url, allow_redirects=False) as response:
+                if response.status in (404, 410):
+                    raise SourceMissing(f"{name}: not found ({response.status})")
+                if response.status != 200:
+                    raise SourceError(f"{name}: GET answered {response.status}")
+                return await response.content.read(max_bytes + 1)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SourceError(f"{name}: {type(exc).__name__}") from None
 
-def http_pool() -> HttpPool:
-    pool = _pools.get("http")
-    if not isinstance(pool, HttpPool):
-        pool = _pools["http"] = HttpPool()
-    return pool
-
-
-def s3_pool() -> S3Pool:
-    pool = _pools.get("s3")
-    if not isinstance(pool, S3Pool):
-        pool = _pools["s3"] = S3Pool(S3Config.from_environ())
-    return pool
-
-
-async def close_sources() -> None:
-    """Close the HTTP session and the S3 client; the next use opens new ones."""
-    pools = [*_retired, *_pools.values()]
-    _pools.clear()
-    _retired.clear()
-    for pool in pools:
-        await pool.aclose()
-
-
-def open_source(location: str) -> MediaSource:
-    """The source for a registered location (see the module's docstring for the schemes)."""
-    scheme = location.split(":", 1)[0].lower() if "://" in location else ""
-    if scheme in ("http", "https"):
-        return HttpSource(location, http_pool())
-    if scheme == "s3":
-        return S3Source(location, s3_pool())
-    path = location.removeprefix("file://")
-    if not path.startswith("/"):
-        raise SourceError(
-            f"unsupported source location {redact(location)!r}: give an absolute path, "
-            "an http(s):// URL or s3://bucket/key"
-        )
-    return LocalSource(Path(path))
+    async def aclose(self) -> None:
+        """Close the HTTP session and the S3 client; the next use opens new ones."""
+        pools = [*self._retired, self._http, self._s3]
+        self._retired.clear()
+        self._http, self._s3 = HttpPool(self._http.options), S3Pool(self._s3.config)
+        for pool in pools:
+            await pool.aclose()
 
 
 async def digest(

@@ -20,9 +20,8 @@ the status and the error document's ``Code``. Stat stays HeadObject through aiob
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,18 +65,6 @@ class S3Config:
     read_timeout_s: float = 30.0
     retries: int = 2
     pool_size: int = 256
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> S3Config:
-        """``CCGW_S3_ENDPOINT_URL``, ``CCGW_S3_REGION``, ``CCGW_S3_ACCESS_KEY_ID``,
-        ``CCGW_S3_SECRET_ACCESS_KEY``; empty keys fall back to botocore's own chain."""
-        env = os.environ if environ is None else environ
-        return cls(
-            endpoint_url=env.get("CCGW_S3_ENDPOINT_URL", "").strip(),
-            region=env.get("CCGW_S3_REGION", "").strip(),
-            access_key_id=env.get("CCGW_S3_ACCESS_KEY_ID", "").strip(),
-            secret_access_key=env.get("CCGW_S3_SECRET_ACCESS_KEY", "").strip(),
-        )
 
 
 class S3Pool:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import enum
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 
 class Role(enum.StrEnum):
@@ -50,24 +50,25 @@ class SessionRecord:
 def guid_accepted(session: SessionRecord, guid: str, now_ms: int) -> bool:
     """Whether ``guid`` is the session's GUID, or a retired one still valid at ``now_ms``.
 
-    Every GUID is compared in constant time, and all of them are compared whatever matches.
+    Every GUID is compared in constant time, and all of them are compared whatever matches. An
+    empty ``guid`` (none presented) is never accepted. (Step 3 of the poll rule,
+    ``sessions/pollrule.py``; here, below it, for the stores too.)
     """
     presented = guid.encode()
     accepted = hmac.compare_digest(session.guid.encode(), presented)
     for old, valid_until in session.retired:
         accepted |= hmac.compare_digest(old.encode(), presented) and now_ms <= valid_until
-    return accepted
+    return accepted and presented != b""
 
 
 @dataclass(frozen=True)
 class PollRules:
-    """What an event poll does to its session, for a store that applies it in one step.
+    """The rules of an event poll at one moment, for ``SessionStore.poll``.
 
-    The poll is refused if the session was last seen more than ``idle_timeout_ms`` before
-    ``now_ms``. It records ``now_ms`` as last seen when that is at least ``touch_every_ms`` old,
-    or when it rotates: with ``rotate_after_ms`` set, once that long has passed since the GUID was
-    issued, ``new_guid`` replaces it and the old one stays accepted ``guid_timeout_ms`` more
-    (retired GUIDs already expired are dropped then). Every write increments the version.
+    ``now_ms``; the idle timeout; how often a poll records itself as last seen; with
+    ``rotate_after_ms`` set (AUTHMODE=2), how long a GUID lives before a poll replaces it by
+    ``new_guid``, and ``guid_timeout_ms``, how long the replaced one is still accepted. What a poll
+    does with them is the poll rule, ``sessions/pollrule.py``.
     """
 
     now_ms: int
@@ -80,7 +81,7 @@ class PollRules:
 
 @dataclass(frozen=True)
 class Polled:
-    """What a one-step poll did: the session as stored after it, and the event it claimed.
+    """An accepted poll: the session as stored after it, and the event it claimed (or None).
 
     ``generation`` is the agent's event-queue generation the claim was made under: a wait for
     more (``EventBus.next(..., generation=...)``) takes events of that generation only.
@@ -89,6 +90,51 @@ class Polled:
     session: SessionRecord
     event: Event | None
     generation: int
+
+
+class Refusal(enum.Enum):
+    """Why a poll was refused (``sessions/pollrule.py``)."""
+
+    NO_SESSION = "no_session"
+    IDLE = "idle"
+    GUID = "guid"  # not accepted: wrong, expired or missing
+
+
+@dataclass(frozen=True)
+class PollRefused:
+    """A refused poll, which changed nothing and claimed nothing.
+
+    ``version`` is that of the session it found (0 without one): an idle session is signed out at
+    that version.
+    """
+
+    reason: Refusal
+    version: int = 0
+
+
+class Change(enum.Enum):
+    """What an accepted poll wrote to its session (``sessions/pollrule.py``)."""
+
+    UNCHANGED = "unchanged"
+    TOUCHED = "touched"
+    ROTATED = "rotated"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The poll rule's answer to an accepted poll: the session as stored after it (version + 1
+    unless ``UNCHANGED``)."""
+
+    session: SessionRecord
+    change: Change
+
+
+PollRule: TypeAlias = Callable[[SessionRecord | None, str, PollRules], Accepted | PollRefused]
+"""The poll rule, ``sessions/pollrule.decide``: what a poll presenting a GUID does to a session.
+
+The stores sit below ``sessions``: one that runs the rule in process is handed it when built
+(``gateway.py`` does), one that runs it elsewhere mirrors it (Redis, in Lua).
+"""
 
 
 @dataclass(frozen=True)
@@ -138,19 +184,13 @@ class SessionStore(Protocol):
         """How many sessions are stored (signed-in agents, idle ones until they are swept)."""
         ...
 
+    async def poll(self, agent_id: int, guid: str, rules: PollRules) -> Polled | PollRefused:
+        """An event poll's first step, atomically (one round trip on a shared store).
 
-class PollingSessionStore(SessionStore, Protocol):
-    """A SessionStore that can also take an event poll's whole first step in one round trip."""
-
-    async def poll(
-        self, agent_id: int, guid: str, rules: PollRules, events: EventBus
-    ) -> Polled | None:
-        """Atomically: check ``guid`` (see ``guid_accepted``), apply ``rules`` to the session,
-        and claim the agent's oldest event from ``events`` (without waiting).
-
-        None, having changed nothing, when it cannot: ``events`` is not a bus it shares state
-        with, or there is no session, or it is idle, or ``guid`` is not accepted. The caller then
-        takes the two-call path (``get``/``swap``, then ``EventBus.next``), which says why.
+        Applies the poll rule (``sessions/pollrule.py``) to the agent's session, ``guid`` being
+        the GUID presented (``""`` when none was: never accepted), stores what it wrote, and
+        claims the agent's oldest event, without waiting, from the EventBus the store was built
+        with. A refused poll changes nothing and claims nothing.
         """
         ...
 

@@ -1,4 +1,9 @@
-"""In-process SessionStore and EventBus: the embedded default for one gateway process."""
+"""In-process SessionStore and EventBus: the embedded default for one gateway process.
+
+``MemorySessionStore.poll`` runs the poll rule it was built with (``sessions/pollrule.decide``,
+handed over by ``gateway.py``: the stores sit below ``sessions``) and claims from its
+``MemoryEventBus`` with no ``await`` in between: one atomic step in the event loop.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,24 @@ import contextlib
 import dataclasses
 from collections import deque
 
-from ccgateway.stores.base import Event, SessionRecord
+from ccgateway.stores.base import (
+    Change,
+    Event,
+    Polled,
+    PollRefused,
+    PollRule,
+    PollRules,
+    SessionRecord,
+)
 
 
 class MemorySessionStore:
-    def __init__(self) -> None:
+    """Sessions in a dict; ``poll`` applies ``rule`` and claims from ``events``, its bus."""
+
+    def __init__(self, events: MemoryEventBus, rule: PollRule) -> None:
         self._sessions: dict[int, SessionRecord] = {}
+        self._events = events
+        self._rule = rule
 
     async def get(self, agent_id: int) -> SessionRecord | None:
         return self._sessions.get(agent_id)
@@ -43,6 +60,15 @@ class MemorySessionStore:
     async def count(self) -> int:
         return len(self._sessions)
 
+    async def poll(self, agent_id: int, guid: str, rules: PollRules) -> Polled | PollRefused:
+        decided = self._rule(self._sessions.get(agent_id), guid, rules)
+        if isinstance(decided, PollRefused):
+            return decided
+        if decided.change is not Change.UNCHANGED:
+            self._sessions[agent_id] = decided.session
+        generation, event = self._events.claim(agent_id)
+        return Polled(decided.session, event, generation)
+
 
 class MemoryEventBus:
     """Per-agent FIFO queues; a waiting poll is woken by the publish that fills its queue."""
@@ -67,6 +93,14 @@ class MemoryEventBus:
         signal = self._signal(event.work_no)
         async with signal:
             signal.notify()
+
+    def claim(self, agent_id: int) -> tuple[int, Event | None]:
+        """The queue's generation, and its oldest event taken (None when empty), at once.
+
+        Not a coroutine: atomic with the step of its caller (``MemorySessionStore.poll``).
+        """
+        queue = self._queues.get(agent_id)
+        return self._generations.get(agent_id, 0), (queue.popleft() if queue else None)
 
     async def next(
         self, agent_id: int, timeout_s: float, *, generation: int | None = None

@@ -16,13 +16,14 @@ from aiohttp import web
 
 from ccgateway import retcodes
 from ccgateway.agents.directory import is_work_no
+from ccgateway.audit.shapes import audit_json
 from ccgateway.errors import GatewayError
 from ccgateway.recordings.catalog import CatalogError, Registration
+from ccgateway.recordings.shapes import conference_json, file_recording_json
 from ccgateway.sources.base import SourceError
-from ccgateway.stores.base import AuditRecord, ConferenceRecord, FileType
-from ccgateway.web.middlewares import INTERFACE
+from ccgateway.stores.base import FileType
 from ccgateway.web.responses import ok
-from ccgateway.web.state import gateway
+from ccgateway.web.state import INTERFACE, gateway
 
 PREFIX = "/ccgateway/admin/v1"
 MAX_VDN = 2**31 - 1
@@ -59,7 +60,7 @@ async def register_recording(request: web.Request) -> web.StreamResponse:
     except SourceError as exc:
         raise GatewayError(retcodes.ADMIN_SOURCE_FAILED, str(exc), http_status=400) from None
     await core.catalog.announce_pending(core.settings.video_events)
-    conference = await core.catalog.store.get_conference(recording.conference_id)
+    conference = await core.catalog.get_conference(recording.conference_id)
     if conference is None:  # removed between registration and this read
         raise GatewayError(retcodes.ADMIN_NOT_FOUND, http_status=404)
     return ok(request, conference_json(conference))
@@ -86,30 +87,18 @@ async def register_file_recording(request: web.Request) -> web.StreamResponse:
     except ValueError as exc:
         raise GatewayError(retcodes.ADMIN_BAD_REQUEST, str(exc), http_status=400) from None
     await core.files.announce_pending(core.settings.video_events)
-    return ok(
-        request,
-        {
-            "recordId": recording.record_id,
-            "fileName": recording.file_name,
-            "callId": recording.call_id,
-            "locationId": recording.location_id,
-            "fileMediaType": recording.media,
-            "participants": sorted(recording.participants),
-        },
-    )
+    return ok(request, file_recording_json(recording))
 
 
 async def list_conferences(request: web.Request) -> web.StreamResponse:
     request[INTERFACE] = "adminListConferences"
-    conferences = await gateway(request).catalog.store.list_conferences()
+    conferences = await gateway(request).catalog.list_conferences()
     return ok(request, [conference_json(c) for c in conferences])
 
 
 async def show_conference(request: web.Request) -> web.StreamResponse:
     request[INTERFACE] = "adminShowConference"
-    conference = await gateway(request).catalog.store.get_conference(
-        request.match_info["conference_id"]
-    )
+    conference = await gateway(request).catalog.get_conference(request.match_info["conference_id"])
     if conference is None:
         raise GatewayError(retcodes.ADMIN_NOT_FOUND, http_status=404)
     return ok(request, conference_json(conference))
@@ -117,16 +106,14 @@ async def show_conference(request: web.Request) -> web.StreamResponse:
 
 async def remove_conference(request: web.Request) -> web.StreamResponse:
     request[INTERFACE] = "adminRemoveConference"
-    store = gateway(request).catalog.store
-    if not await store.remove_conference(request.match_info["conference_id"]):
+    if not await gateway(request).catalog.remove_conference(request.match_info["conference_id"]):
         raise GatewayError(retcodes.ADMIN_NOT_FOUND, http_status=404)
     return ok(request)
 
 
 async def remove_recording(request: web.Request) -> web.StreamResponse:
     request[INTERFACE] = "adminRemoveRecording"
-    store = gateway(request).catalog.store
-    if not await store.remove_recording(request.match_info["record_id"]):
+    if not await gateway(request).catalog.remove_recording(request.match_info["record_id"]):
         raise GatewayError(retcodes.ADMIN_NOT_FOUND, http_status=404)
     return ok(request)
 
@@ -137,7 +124,7 @@ async def query_audit(request: web.Request) -> web.StreamResponse:
     agent = _query_int(query.get("agent"), "agent", 0, 999_999)
     since = _query_int(query.get("since"), "since", 0, MAX_TIME_MS)
     limit = _query_int(query.get("limit"), "limit", 1, 2**63 - 1)
-    records = await gateway(request).auditor.store.query(
+    records = await gateway(request).auditor.query(
         agent_id=agent,
         conference_id=query.get("conference"),
         outcome=query.get("outcome"),
@@ -182,16 +169,6 @@ def _participants(members: Any, *, required: bool) -> frozenset[int]:
     return frozenset(numbers)
 
 
-def add_admin_routes(app: web.Application) -> None:
-    app.router.add_post(PREFIX + "/recordings", register_recording)
-    app.router.add_delete(PREFIX + "/recordings/{record_id}", remove_recording)
-    app.router.add_post(PREFIX + "/file-recordings", register_file_recording)
-    app.router.add_get(PREFIX + "/conferences", list_conferences)
-    app.router.add_get(PREFIX + "/conferences/{conference_id}", show_conference)
-    app.router.add_delete(PREFIX + "/conferences/{conference_id}", remove_conference)
-    app.router.add_get(PREFIX + "/audit", query_audit)
-
-
 def parse_registration(body: dict[str, Any]) -> Registration:
     files = body.get("files")
     if not isinstance(files, dict) or not files:
@@ -228,57 +205,6 @@ def _bounded_int(value: Any, name: str, low: int, high: int) -> int:
 
 def _optional_time(value: Any, name: str) -> int | None:
     return None if value in (None, "") else _bounded_int(value, name, 0, MAX_TIME_MS)
-
-
-def conference_json(conference: ConferenceRecord) -> dict[str, Any]:
-    return {
-        "conferenceId": conference.conference_id,
-        "vdn": conference.vdn,
-        "callId": conference.call_id,
-        "startTime": conference.started_ms,
-        "endTime": conference.ended_ms,
-        "locationId": conference.location_id,
-        "participants": sorted(conference.participants),
-        "recordings": [
-            {
-                "recordId": r.record_id,
-                "created": r.created_ms,
-                "fileTypes": [int(f.file_type) for f in r.files],
-                "files": [
-                    {
-                        "fileType": int(f.file_type),
-                        "name": f.file_type.name.lower(),
-                        "source": f.source,
-                        "size": f.size,
-                        "mediaType": f.media_type,
-                        "sha256": f.sha256,
-                    }
-                    for f in r.files
-                ],
-            }
-            for r in conference.recordings
-        ],
-    }
-
-
-def audit_json(record: AuditRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "time": record.time_ms,
-        "node": record.node,
-        "interface": record.interface,
-        "agentId": record.agent_id,
-        "conferenceId": record.conference_id,
-        "recordId": record.record_id,
-        "fileType": record.file_type,
-        "range": record.range,
-        "status": record.status,
-        "bytesSent": record.bytes_sent,
-        "outcome": record.outcome,
-        "retcode": record.retcode,
-        "client": record.client,
-        "durationMs": record.duration_ms,
-    }
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

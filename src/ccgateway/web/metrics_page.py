@@ -14,8 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ccgateway import retcodes
 from ccgateway.errors import GatewayError
-from ccgateway.web.middlewares import INTERFACE
-from ccgateway.web.state import gateway, metrics
+from ccgateway.web.state import INTERFACE, gateway, metrics
 
 PATH = "/metrics"
 
@@ -41,7 +40,3 @@ async def metrics_page(request: web.Request) -> web.StreamResponse:
     return web.Response(
         body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"}
     )
-
-
-def add_metrics_route(app: web.Application) -> None:
-    app.router.add_route("*", PATH, metrics_page)

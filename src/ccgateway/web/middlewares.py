@@ -1,4 +1,5 @@
-"""Cross-cutting request handling: GatewayError → envelope, and one access-log line per request.
+"""What every request passes through, in order (``CHAIN``), and two of those steps: one
+access-log line per request, and GatewayError → envelope.
 
 The access line carries the interface's documented log name, the agent id, the retcode, the HTTP
 status and the duration. It never carries a header, a body, a GUID or a password.
@@ -10,16 +11,16 @@ import logging
 import time
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from ccgateway import retcodes
 from ccgateway.errors import GatewayError
+from ccgateway.web.admin import admin_auth
+from ccgateway.web.connections import connection_middleware
+from ccgateway.web.flowcontrol import flow_control_middleware
+from ccgateway.web.forwarded import forwarded_middleware
 from ccgateway.web.responses import RETCODE, failure
-from ccgateway.web.state import metrics
-
-INTERFACE = web.RequestKey("interface", str)
-AGENT_ID = web.RequestKey("agent_id", int)
-CLIENT_GONE = web.RequestKey("client_gone", bool)
+from ccgateway.web.state import AGENT_ID, CLIENT_GONE, INTERFACE, metrics
 
 access_log = logging.getLogger("ccgateway.access")
 log = logging.getLogger("ccgateway.web")
@@ -77,3 +78,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unexpected error in %s", request.get(INTERFACE, request.method))
         return failure(request, retcodes.UNKNOWN_ERROR, status=500)
+
+
+# What every request passes through, outermost first; one line each on why it is there.
+CHAIN: tuple[Middleware, ...] = (
+    # Tells the connection guard a request head arrived (slowloris deadline, per-IP cap).
+    connection_middleware,
+    # Behind TRUSTED_PROXIES, request.remote becomes the agent's address for everything below.
+    forwarded_middleware,
+    # One access-log line and one metrics count per request, whatever answered it.
+    access_log_middleware,
+    # GatewayError (and anything unexpected) becomes the JSON envelope, never a traceback.
+    error_middleware,
+    # The node's request rate, draining at shutdown, and the deadline for request bodies.
+    flow_control_middleware,
+    # The admin API's bearer token, before any admin handler runs.
+    admin_auth,
+)

@@ -1,4 +1,8 @@
-"""Every URL the gateway answers, in one table: start here to follow any request.
+"""Every URL the gateway answers: start here to follow any request.
+
+- ``ROUTES``: the CC-Gateway agent interfaces, under ``/agentgateway/resource/``;
+- ``ADMIN_ROUTES``: our admin API, under ``/ccgateway/admin/v1`` (``admin``);
+- ``/metrics``: Prometheus metrics (``metrics_page``).
 
 CC-Gateway URLs live under ``/agentgateway/resource/``. Real clients double the slash after it
 (``/agentgateway/resource//onlineagent/101``), so empty segments are ignored rather than redirected.
@@ -16,9 +20,8 @@ from aiohttp import web
 from ccgateway import retcodes
 from ccgateway.agents.directory import MAX_WORK_NO, is_work_no
 from ccgateway.errors import GatewayError
-from ccgateway.web import agentevent, onlineagent, recordfile
-from ccgateway.web.middlewares import AGENT_ID, INTERFACE
-from ccgateway.web.state import gateway
+from ccgateway.web import admin, agentevent, metrics_page, onlineagent, recordfile
+from ccgateway.web.state import AGENT_ID, INTERFACE, gateway
 
 PREFIX = "/agentgateway/resource/"
 
@@ -72,6 +75,20 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+# Our admin API: (method, path under admin.PREFIX, handler), behind admin.admin_auth.
+ADMIN_ROUTES: tuple[
+    tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], ...
+] = (
+    ("POST", "/recordings", admin.register_recording),
+    ("DELETE", "/recordings/{record_id}", admin.remove_recording),
+    ("POST", "/file-recordings", admin.register_file_recording),
+    ("GET", "/conferences", admin.list_conferences),
+    ("GET", "/conferences/{conference_id}", admin.show_conference),
+    ("DELETE", "/conferences/{conference_id}", admin.remove_conference),
+    ("GET", "/audit", admin.query_audit),
+)
+
+
 def parse_agent_id(segment: str) -> int:
     """The agent id of a path: decimal digits, 101-999999, else 000-002."""
     if segment.isascii() and segment.isdigit() and len(segment) <= len(str(MAX_WORK_NO)):
@@ -110,4 +127,11 @@ def _with_head(routes: list[Route]) -> set[str]:
 
 
 def add_routes(app: web.Application) -> None:
+    """Every URL: the agent interfaces (one dispatcher over ``ROUTES``), the admin API, metrics."""
     app.router.add_route("*", PREFIX + "{tail:.*}", dispatch)
+    for method, path, handler in ADMIN_ROUTES:
+        if method == "GET":  # HEAD too, as aiohttp answers it
+            app.router.add_get(admin.PREFIX + path, handler)
+        else:
+            app.router.add_route(method, admin.PREFIX + path, handler)
+    app.router.add_route("*", metrics_page.PATH, metrics_page.metrics_page)

@@ -4,7 +4,8 @@ It answers 200, 206, 304, 412 or 416 from ``wire.ranges.decide`` (our own condit
 logic, not aiohttp's ``FileResponse``), with strong validators from the registered SHA-256, and
 sends the bytes with zero-copy ``sendfile`` when the source is a local file on a plain-HTTP
 connection, or in 1 MiB chunks otherwise (TLS, remote sources). The attempt's outcome and the
-bytes handed to the network are written into the ``DownloadAttempt`` for the audit.
+bytes handed to the network are written into the ``DownloadAttempt`` for the audit. What to send,
+and whether the agent may have it, was decided by ``recordings.downloads``.
 
 A transfer that cannot be finished (the source failed after the headers went out) is cut: the
 connection is aborted short of Content-Length, so no client mistakes it for a complete file.
@@ -20,15 +21,13 @@ import re
 import socket
 import struct
 import urllib.parse
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
 from ccgateway.audit.trail import DownloadAttempt, Outcome
 from ccgateway.config import Settings
-from ccgateway.errors import GatewayError
+from ccgateway.recordings.downloads import ReadyDownload
 from ccgateway.sources.base import MediaSource, SourceError, reading
 from ccgateway.sources.splice import relay
 from ccgateway.web.stall import ClientStalled, watching_progress
@@ -41,71 +40,39 @@ CONTENT_TYPE = "application/octet-stream;charset=utf-8"
 log = logging.getLogger("ccgateway.transfer")
 
 
-@dataclass(frozen=True)
-class Download:
-    """What to send: the source and the validators recorded for its bytes."""
-
-    source: MediaSource
-    size: int
-    mtime_ns: int
-    sha256: str
-    filename: str
-
-
-async def send_download(
-    request: web.Request,
-    download: Download,
-    attempt: DownloadAttempt,
-    *,
-    sendfile: bool = True,
-    accel_redirect: str = "",
-) -> web.StreamResponse:
+async def send_download(request: web.Request, download: ReadyDownload) -> web.StreamResponse:
+    settings = gateway(request).settings
+    attempt = download.attempt
     size = download.size
     validators = Validators(
         etag=strong_etag(download.sha256), last_modified=download.mtime_ns / 1e9, size=size
     )
     attempt.range = request.headers.get("Range", "")
     decision = decide(request.method, request.headers, validators)
-    headers = _headers(request, download, validators)
     attempt.status = decision.status
-    if decision.status in (304, 412, 416):
-        attempt.outcome = Outcome.COMPLETED if decision.status == 304 else Outcome.REFUSED
+    if decision.status == 304:
+        attempt.outcome = Outcome.COMPLETED
+        return web.Response(status=304, headers=_not_modified_headers(validators))
+    headers = _headers(request, download, validators)
+    if decision.status in (412, 416):
+        attempt.outcome = Outcome.REFUSED
         if decision.status == 416:
             headers["Content-Range"] = f"bytes */{size}"
         return web.Response(status=decision.status, headers=headers)
     path = download.source.local_path
+    accel_redirect = settings.accel_redirect
     if accel_redirect and path is not None and _nginx_agrees(request, decision, headers):
         return _offload(decision, headers, accel_redirect, path, attempt)
-    with _download_slot(request, attempt):
-        return await _stream(
-            request, download, decision, headers, attempt, sendfile, gateway(request).settings
-        )
-
-
-@contextlib.contextmanager
-def _download_slot(request: web.Request, attempt: DownloadAttempt) -> Iterator[None]:
-    """Hold one of the node's download slots while the bytes go out (HEAD needs none)."""
-    if request.method == "HEAD":
-        yield
-        return
-    try:
-        release = gateway(request).flow.downloads.acquire(attempt.agent_id or 0)
-    except GatewayError as exc:
-        attempt.status = exc.http_status
-        raise
-    try:
-        yield
-    finally:
-        release()
+    with download.slot():
+        return await _stream(request, download, decision, headers, attempt, settings)
 
 
 async def _stream(
     request: web.Request,
-    download: Download,
+    download: ReadyDownload,
     decision: Decision,
     headers: dict[str, str],
     attempt: DownloadAttempt,
-    sendfile: bool,
     settings: Settings,
 ) -> web.StreamResponse:
     size = download.size
@@ -124,7 +91,9 @@ async def _stream(
     stall_s = settings.client_stall_timeout_s
     try:
         async with watching_progress(request, attempt, stall_s):
-            await _send_body(request, response, download.source, start, length, attempt, sendfile)
+            await _send_body(
+                request, response, download.source, start, length, attempt, settings.sendfile
+            )
     except SourceError as exc:
         attempt.outcome = Outcome.SOURCE_FAILED
         log.warning("download cut after %d bytes: %s", attempt.bytes_sent, exc)
@@ -237,7 +206,18 @@ def _nginx_agrees(request: web.Request, decision: Decision, headers: dict[str, s
     return decision.status == 206 and bool(_NGINX_RANGE.fullmatch(request.headers["Range"]))
 
 
-def _headers(request: web.Request, download: Download, validators: Validators) -> dict[str, str]:
+def _not_modified_headers(validators: Validators) -> dict[str, str]:
+    """A 304 carries the validators and caching rules a 200 would, and no body's headers."""
+    return {
+        "ETag": validators.etag,
+        "Last-Modified": http_date(validators.last_modified),
+        "Cache-Control": "private, no-store",
+    }
+
+
+def _headers(
+    request: web.Request, download: ReadyDownload, validators: Validators
+) -> dict[str, str]:
     headers = {
         "Content-Type": CONTENT_TYPE,
         "Accept-Ranges": "bytes",

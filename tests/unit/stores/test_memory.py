@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from ccgateway.sessions.pollrule import decide
 from ccgateway.stores.base import Event, SessionRecord
 from ccgateway.stores.memory import MemoryEventBus, MemorySessionStore
 
@@ -12,7 +13,7 @@ def session(agent_id: int = 101, guid: str = "g1") -> SessionRecord:
 
 
 async def test_create_is_exclusive_and_swap_compares_versions() -> None:
-    store = MemorySessionStore()
+    store = MemorySessionStore(MemoryEventBus(), decide)
     assert await store.create(session())
     assert not await store.create(session(guid="g2"))
     current = await store.get(101)
@@ -27,7 +28,7 @@ async def test_create_is_exclusive_and_swap_compares_versions() -> None:
 
 
 async def test_idle_since() -> None:
-    store = MemorySessionStore()
+    store = MemorySessionStore(MemoryEventBus(), decide)
     await store.create(dataclasses.replace(session(101), last_seen_ms=10))
     await store.create(dataclasses.replace(session(102), last_seen_ms=20))
     assert await store.idle_since(15) == [101]

@@ -1,0 +1,310 @@
+"""The download service: one owner of what every download interface decides before the bytes.
+
+``Downloads.serve`` takes a parsed request (interface, agent, GUID, the named parameters as they
+came) and either refuses it with a ``GatewayError`` carrying its retcode, or hands a
+``ReadyDownload`` (source, size, validators, file name) to the caller's ``send``. The checks run
+in the documented order (docs/recordings.md): the interface's switches and parameters, then the
+GUID, then what the agent may have (``access``), then the lookup (catalog or file server), then
+the source and its freshness. Whatever happens, the attempt is audited exactly once, and the
+node's download slot is held only while the bytes go out (``ReadyDownload.slot``).
+
+The interfaces:
+
+- ``videofiledownload``: an MCU recording from the catalog (conferenceId, recordId, fileType).
+- ``videofiledownloadEx``: a video file on the file server (recordId = drive-letter path).
+- ``recordfile`` (no suffix): a voice file on the file server (recordId = drive-letter path).
+- ``recordfiledownloadEx``: by callId (voice, from the registered file-server recordings) or
+  hwFileName (a video path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from ccgateway import retcodes
+from ccgateway.agents.directory import AgentDirectory
+from ccgateway.audit.trail import Auditor, DownloadAttempt, Outcome
+from ccgateway.config import Settings
+from ccgateway.errors import GatewayError
+from ccgateway.node.limits import FlowControl
+from ccgateway.recordings.access import inspected_agent
+from ccgateway.recordings.announcements import AUDIO
+from ccgateway.recordings.catalog import Catalog, is_id
+from ccgateway.recordings.fileserver import FileServer, LocatedFile
+from ccgateway.sessions.manager import SessionManager
+from ccgateway.sources import Sources
+from ccgateway.sources.base import MediaSource, SourceError, redact
+from ccgateway.stores.base import AgentRecord, FileType
+
+log = logging.getLogger("ccgateway.download")
+
+T = TypeVar("T")
+
+
+class Interface(enum.Enum):
+    """The download interfaces, valued by their documented log names."""
+
+    VIDEO = "downloadVideoFile"  # videofiledownload
+    VIDEO_EX = "downloadVideoFileEx"  # videofiledownloadEx
+    RECORD = "downloadRecordFile"  # recordfile
+    RECORD_EX = "recordfiledownloadEx"  # recordfiledownloadEx
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """A download request's named parameters, as they came (checked by the service, in order).
+
+    ``conference_id`` and ``record_id`` are the ``conferenceId`` and ``recordId`` parameters of
+    every interface (the audit records them as sent); ``file_type`` is ``fileType`` for
+    videofiledownload and ``filetype`` for recordfile.
+    """
+
+    interface: Interface
+    agent_id: int
+    guid: str | None
+    client: str
+    head: bool = False
+    conference_id: str = ""
+    record_id: str = ""
+    file_type: str | None = None
+    location_id: str | None = None
+    call_id: str = ""
+    hw_file_name: str = ""
+    work_no: str = ""
+
+
+@dataclass(frozen=True)
+class ReadyDownload:
+    """An authorized download: the source and the validators registered for its bytes."""
+
+    source: MediaSource
+    size: int
+    mtime_ns: int
+    sha256: str
+    filename: str
+    attempt: DownloadAttempt  # the transfer fills in range, status, outcome and bytes
+    slot: Callable[[], AbstractContextManager[None]]  # held while the bytes go out
+
+
+class DownloadObserver(Protocol):
+    """Told when an attempt starts and ends (the web layer's metrics)."""
+
+    def download_started(self) -> None: ...
+
+    def download_finished(self, attempt: DownloadAttempt) -> None: ...
+
+
+class Downloads:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: SessionManager,
+        agents: AgentDirectory,
+        catalog: Catalog,
+        files: FileServer,
+        sources: Sources,
+        auditor: Auditor,
+        flow: FlowControl,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._agents = agents
+        self._catalog = catalog
+        self._files = files
+        self._sources = sources
+        self._auditor = auditor
+        self._flow = flow
+
+    async def serve(
+        self,
+        request: DownloadRequest,
+        send: Callable[[ReadyDownload], Awaitable[T]],
+        observer: DownloadObserver | None = None,
+    ) -> T:
+        """Decide ``request``, then ``send`` what it may have; the attempt is audited however
+        it ends (a ``GatewayError`` from the checks or from ``send`` is a refusal)."""
+        attempt = self._auditor.begin(request.interface.value, request.client)
+        attempt.agent_id = request.agent_id
+        attempt.conference_id = request.conference_id
+        attempt.record_id = request.record_id
+        if observer is not None:
+            observer.download_started()
+        try:
+            return await send(await self._decide(request, attempt))
+        except GatewayError as exc:
+            attempt.outcome = Outcome.REFUSED
+            attempt.retcode = exc.retcode.code
+            if exc.retcode is retcodes.SOURCE_FAILED:
+                log.warning(
+                    "%s refused with %s: %s", attempt.interface, exc.retcode.code, exc.detail
+                )
+            raise
+        finally:
+            if observer is not None:
+                observer.download_finished(attempt)
+            self._auditor.finish(attempt)
+
+    async def _decide(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
+        match request.interface:
+            case Interface.VIDEO:
+                return await self._video(request, attempt)
+            case Interface.VIDEO_EX:
+                return await self._video_ex(request, attempt)
+            case Interface.RECORD:
+                return await self._record(request, attempt)
+            case Interface.RECORD_EX:
+                return await self._record_ex(request, attempt)
+
+    # -- the interfaces -----------------------------------------------------------------------
+
+    async def _video(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
+        self._video_switches()
+        conference_id = request.conference_id.strip()
+        if not is_id(conference_id):
+            raise GatewayError(retcodes.BAD_CONFERENCE_ID)
+        file_type = parse_file_type(request.file_type)
+        attempt.file_type = int(file_type)
+        record_id = request.record_id.strip() or None
+        if record_id is not None and not is_id(record_id):
+            raise GatewayError(retcodes.NO_SUCH_RECORD)
+        agent = await self._signed_in_agent(request)
+        selection = await self._catalog.select(agent, conference_id, record_id, file_type)
+        attempt.record_id = selection.recording.record_id
+        media = selection.media
+        source = self._sources.open(media.source)
+        try:
+            stat = await source.stat()
+        except SourceError as exc:
+            raise GatewayError(retcodes.SOURCE_FAILED, str(exc)) from None
+        if (stat.size, stat.mtime_ns) != (media.size, media.mtime_ns):
+            raise GatewayError(
+                retcodes.SOURCE_FAILED, f"{redact(source.uri)} changed since registration"
+            )
+        name = catalog_filename(conference_id, attempt.record_id, file_type, media.source)
+        return self._ready(request, attempt, source, media.size, media.mtime_ns, media.sha256, name)
+
+    async def _video_ex(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
+        self._video_switches()
+        agent = await self._signed_in_agent(request)
+        located = self._files.locate(agent, request.record_id, request.location_id, video=True)
+        return await self._file(request, attempt, located)
+
+    async def _record(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
+        if not self._settings.record_download:
+            raise GatewayError(retcodes.RECORD_DOWNLOAD_OFF)
+        kind = (request.file_type or "").strip() or "1"
+        if kind not in ("1", "2"):
+            raise GatewayError(retcodes.BAD_INTERFACE_PARAMETER, "filetype")
+        attempt.file_type = int(kind)
+        agent = await self._signed_in_agent(request)
+        located = self._files.locate(agent, request.record_id, request.location_id, video=False)
+        return await self._file(request, attempt, located)
+
+    async def _record_ex(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
+        if not self._settings.video_download:
+            raise GatewayError(retcodes.VIDEO_DOWNLOAD_OFF)
+        call_id = request.call_id.strip()
+        if not is_id(call_id):
+            raise GatewayError(retcodes.BAD_INTERFACE_PARAMETER, "callId")
+        attempt.conference_id = call_id
+        hw_file_name = request.hw_file_name.strip()
+        agent = await self._signed_in_agent(request)
+        if hw_file_name:
+            attempt.record_id = hw_file_name
+            located = self._files.locate(agent, hw_file_name, request.location_id, video=True)
+            return await self._file(request, attempt, located)
+        owner = inspected_agent(agent, request.work_no)
+        found = [r for r in await self._files.find_by_call(call_id, AUDIO) if r.agent_id == owner]
+        if not found:
+            raise GatewayError(retcodes.FILE_MISSING)
+        recording = found[-1]
+        attempt.record_id = recording.file_name
+        location = request.location_id or recording.location_id
+        located = self._files.locate(agent, recording.file_name, location, video=False)
+        return await self._file(request, attempt, located)
+
+    # -- shared steps -------------------------------------------------------------------------
+
+    def _video_switches(self) -> None:
+        if not self._settings.video_download:
+            raise GatewayError(retcodes.VIDEO_DOWNLOAD_OFF)
+        if not self._settings.video_events:
+            raise GatewayError(retcodes.VIDEO_EVENTS_OFF)
+
+    async def _signed_in_agent(self, request: DownloadRequest) -> AgentRecord:
+        await self._sessions.authenticate(request.agent_id, request.guid)
+        agent = await self._agents.get(request.agent_id)
+        if agent is None:
+            raise GatewayError(retcodes.NOT_SIGNED_IN)
+        return agent
+
+    async def _file(
+        self, request: DownloadRequest, attempt: DownloadAttempt, located: LocatedFile
+    ) -> ReadyDownload:
+        attempt.record_id = str(located.drive_path)
+        try:
+            digest = await self._files.digest(located.path)
+        except SourceError:
+            raise GatewayError(retcodes.FILE_MISSING) from None
+        source = self._sources.open(str(located.path))
+        return self._ready(
+            request,
+            attempt,
+            source,
+            digest.size,
+            digest.mtime_ns,
+            digest.sha256,
+            located.path.name,
+        )
+
+    def _ready(
+        self,
+        request: DownloadRequest,
+        attempt: DownloadAttempt,
+        source: MediaSource,
+        size: int,
+        mtime_ns: int,
+        sha256: str,
+        filename: str,
+    ) -> ReadyDownload:
+        def slot() -> AbstractContextManager[None]:
+            return self._slot(attempt, head=request.head)
+
+        return ReadyDownload(source, size, mtime_ns, sha256, filename, attempt, slot)
+
+    @contextlib.contextmanager
+    def _slot(self, attempt: DownloadAttempt, *, head: bool) -> Iterator[None]:
+        """One of the node's download slots while the bytes go out (a HEAD needs none)."""
+        if head:
+            yield
+            return
+        try:
+            release = self._flow.downloads.acquire(attempt.agent_id or 0)
+        except GatewayError as exc:
+            attempt.status = exc.http_status
+            raise
+        try:
+            yield
+        finally:
+            release()
+
+
+def parse_file_type(value: str | None) -> FileType:
+    """videofiledownload's ``fileType``: 0 HD, 1 SD, 2 aux (108-002 otherwise)."""
+    if value is None or value.strip() not in ("0", "1", "2"):
+        raise GatewayError(retcodes.BAD_FILE_TYPE)
+    return FileType(int(value))
+
+
+def catalog_filename(conference_id: str, record_id: str, file_type: FileType, src: str) -> str:
+    """``<conference>-<record>-<hd|sd|aux><suffix of the registered file>``."""
+    path = urllib.parse.urlsplit(src).path if "://" in src else src
+    suffix = path[path.rfind(".") :] if "." in path.rsplit("/", 1)[-1] else ""
+    return f"{conference_id}-{record_id}-{file_type.name.lower()}{suffix}"
