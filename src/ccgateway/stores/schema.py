@@ -6,10 +6,15 @@ database and this metadata differ.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+log = logging.getLogger("ccgateway.stores.schema")
 
 metadata = sa.MetaData()
 
@@ -180,16 +185,37 @@ def migrate(connection: sa.Connection) -> str | None:
     """Bring the schema to the newest revision (one tool, Alembic, for SQLite and PostgreSQL).
 
     Nodes starting together on PostgreSQL take turns through an advisory lock. Returns the
-    revision the database is at afterwards.
+    revision the database is at afterwards; logs one line when that changed.
     """
-    from alembic import command  # Alembic costs ~10 MB and 0.1 s: only load it to migrate
-    from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
+    with _quiet_alembic():
+        from alembic import command  # Alembic costs ~10 MB and 0.1 s: only load it to migrate
+        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
 
-    if connection.dialect.name == "postgresql":
-        connection.execute(sa.text("SELECT pg_advisory_xact_lock(7243001)"))
-    config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
-    return MigrationContext.configure(connection).get_current_revision()
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(7243001)"))
+        before = MigrationContext.configure(connection).get_current_revision()
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+        after = MigrationContext.configure(connection).get_current_revision()
+    if after != before:
+        log.info("database schema migrated from %s to %s", before or "empty", after)
+    return after
+
+
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic narrates at INFO (plugins, context, every revision): a dozen lines before the
+    banner of a first ``serve``. Hold it to WARNING, unless ccgateway itself logs at DEBUG."""
+    alembic_log = logging.getLogger("alembic")
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    level = alembic_log.level
+    alembic_log.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        alembic_log.setLevel(level)
