@@ -173,7 +173,12 @@ KEYS: tuple[Key, ...] = (
         _int_between(1, 10_000),
         "milliseconds per wait iteration (the poll holds TIMES x INTERVAL at most)",
     ),
-    Key("VIDEO_DOWNLOAD_FLAG", "ON", _on_off, "video file download switch"),
+    Key(
+        "VIDEO_DOWNLOAD_FLAG",
+        "ON",
+        _on_off,
+        "video download switch: videofiledownload, videofiledownloadEx, recordfiledownloadEx",
+    ),
     Key("IF_SUPPORT_VIDEO", "ON", _on_off, "video event switch"),
     Key("LISTEN_HOST", "0.0.0.0", _text, "address to listen on", ours=True),  # noqa: S104
     Key("LISTEN_PORT", "8043", _int_between(1, 65535), "TCP port to listen on", ours=True),
@@ -236,7 +241,7 @@ KEYS: tuple[Key, ...] = (
         "RECORD_DOWNLOAD_FLAG",
         "ON",
         _on_off,
-        "recording download switch of the file-server interfaces (recordfile, *Ex)",
+        "voice recording download switch: recordfile (off: 104-001)",
         ours=True,
     ),
     Key(
@@ -547,8 +552,25 @@ def _drive_maps(default: dict[str, Path], raw: Mapping[str, str]) -> dict[str, d
     return maps
 
 
+# Keys whose values are credentials: a configuration error names the key, never the value.
+SECRET_KEYS = frozenset(
+    {"ADMIN_TOKEN", "METRICS_TOKEN", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"}
+)
+_URL_PASSWORD = re.compile(r"[^/@\s]*@")  # user:password@ of a URL, even a malformed one
+
+
+def shown(name: str, value: str) -> str:
+    """A configured value fit for a message or a log line: a credential is hidden, and a URL's
+    user information (``redis://:password@host``) is cut."""
+    if name in SECRET_KEYS:
+        return "(hidden)"
+    return repr(_URL_PASSWORD.sub("***@", value))
+
+
 def _parse(key: Key, value: str) -> Any:
     try:
         return key.parse(value)
     except ValueError as exc:
-        raise ConfigError(f"{key.name}={value!r} is invalid: allowed values are {exc}") from None
+        raise ConfigError(
+            f"{key.name}={shown(key.name, value)} is invalid: allowed values are {exc}"
+        ) from None

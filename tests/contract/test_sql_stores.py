@@ -14,6 +14,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ccgateway.audit.trail import Auditor
+from ccgateway.node.clock import ManualClock
 from ccgateway.stores.base import (
     AgentRecord,
     AuditRecord,
@@ -179,6 +181,20 @@ async def test_audit_filters(engine: AsyncEngine) -> None:
     assert [r.agent_id for r in await store.query(outcome="aborted")] == [102]
     assert len(await store.query(since_ms=1001)) == 2
     assert (await store.query(limit=1))[0].bytes_sent == 5 * 2**30
+
+
+async def test_m1_odd_header_bytes_never_cost_an_audit_record(engine: AsyncEngine) -> None:
+    """Issue 14, M1: undecodable header bytes reach the Auditor as surrogates, which both
+    databases refused (the row was dropped); they are written as U+FFFD instead."""
+    auditor = Auditor(SqlAuditStore(engine), ManualClock(), "n0")
+    attempt = auditor.begin("downloadRecordFile", "127.0.0.1\udcff")
+    attempt.range = "bytes=0-\udcff"
+    attempt.record_id = "Y:/1/0/\udcc3(\x00.V3"
+    auditor.finish(attempt)
+    await auditor.drain()
+    (row,) = await auditor.query()
+    assert row.range == "bytes=0-\ufffd" and row.client == "127.0.0.1\ufffd"
+    assert row.record_id == "Y:/1/0/\ufffd(\ufffd.V3"
 
 
 async def test_file_store(engine: AsyncEngine) -> None:

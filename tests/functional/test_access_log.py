@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from tests.conftest import PASSWORD, RunningGateway
+from tests.conftest import PASSWORD, RunningGateway, guid_of
 
 
 async def test_log_lines_name_the_interface_and_never_carry_secrets(
@@ -19,7 +19,8 @@ async def test_log_lines_name_the_interface_and_never_carry_secrets(
     gw.clock.advance(60_000)
     response, _ = await gw.client.poll(101, guid)
     rotated = response.headers["Set-GUID"]
-    _, body = await gw.client.call("PUT", "onlineagent/101/updateGuid", guid=guid)
+    current = guid_of(response)  # only the current GUID may call updateGuid (issue 14, L9)
+    _, body = await gw.client.call("PUT", "onlineagent/101/updateGuid", guid=current)
     updated = body["result"]["guid"]
     await gw.client.call(
         "PUT", "onlineagent/101/forcelogin", json={"password": PASSWORD, "phonenum": "7101"}

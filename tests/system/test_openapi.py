@@ -55,7 +55,7 @@ CONFERENCE = "conf-openapi-1"
 RECORD = "rec-openapi-1"
 CALL = "call-openapi-1"
 VIDEO_PATH = f"Y:/1/0/20240101/{READER}/1714442.mp4"
-VOICE_PATH = f"Y:/6/0/20240101/{READER}/1902050.V3"
+VOICE_PATH = f"Y:/1/0/20240101/{READER}/1902050.V3"  # READER is of VDN 1
 FLOW_CONTROL_CODES = {"000-007", "000-008", "000-009"}  # being added with flow control
 
 CHECKS = [

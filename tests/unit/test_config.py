@@ -69,3 +69,20 @@ def test_every_key_has_help_and_a_valid_default() -> None:
     for key in KEYS:
         assert key.help
         key.parse(key.default)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "secret"),
+    [
+        ("ADMIN_TOKEN", "short-secret", "short-secret"),
+        ("METRICS_TOKEN", "with space secret-token-xyz", "secret-token-xyz"),
+        ("SESSIONS_URL", "redis//:hunter2-password@127.0.0.1:6379/0", "hunter2-password"),
+        ("SESSIONS_URL", "mysql://user:hunter2-password@db/x", "hunter2-password"),
+    ],
+)
+def test_l7_configuration_errors_never_print_a_secret(key: str, value: str, secret: str) -> None:
+    """Issue 14, L7: the error names the key, and hides a token or a URL's password."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={f"CCGW_{key}": value})
+    message = str(caught.value)
+    assert key in message and secret not in message

@@ -15,11 +15,15 @@ log = logging.getLogger("ccgateway.audit")
 
 
 class Outcome(enum.StrEnum):
+    """How an attempt ended, always said explicitly: an attempt nothing decided is ``ERROR``."""
+
     COMPLETED = "completed"  # every byte of the answer was handed to the network
+    HEAD = "head"  # a HEAD answered: validators and size, no body (not a download)
     ABORTED = "aborted"  # the client went away before the end
     REFUSED = "refused"  # answered with an error retcode (or 412/416)
     SOURCE_FAILED = "source_failed"  # the source failed after the first byte; transfer cut
     OFFLOADED = "offloaded"  # authorized and handed to nginx (X-Accel-Redirect) to send
+    ERROR = "error"  # an unexpected failure of ours (answered 500 when nothing was sent yet)
 
 
 @dataclass
@@ -38,7 +42,7 @@ class DownloadAttempt:
     range: str = ""
     status: int = 200
     bytes_sent: int = 0
-    outcome: Outcome = Outcome.COMPLETED
+    outcome: Outcome | None = None  # set where the attempt ends; None there means ERROR
     retcode: str = "0"
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -93,18 +97,30 @@ class Auditor:
             node=self._node,
             interface=attempt.interface,
             agent_id=attempt.agent_id,
-            conference_id=attempt.conference_id[:64],
-            record_id=attempt.record_id[:1024],
+            conference_id=printable(attempt.conference_id, 64),
+            record_id=printable(attempt.record_id, 1024),
             file_type=attempt.file_type,
-            range=attempt.range[:128],
+            range=printable(attempt.range, 128),
             status=attempt.status,
             bytes_sent=attempt.bytes_sent,
-            outcome=attempt.outcome.value,
+            outcome=(attempt.outcome or Outcome.ERROR).value,
             retcode=attempt.retcode,
-            client=attempt.client[:64],
+            client=printable(attempt.client, 64),
             duration_ms=round((time.monotonic() - attempt.started) * 1000),
         )
         try:
             await self.store.append(record)
         except Exception:
             log.exception("could not write the audit record of a %s download", attempt.interface)
+
+
+def printable(text: str, limit: int) -> str:
+    """Text a client sent, fit for a record: valid UTF-8 (undecodable header bytes, which arrive
+    as surrogates, become U+FFFD), no control character, at most ``limit`` characters. Every
+    store takes it, so an odd byte never costs a record (a database refuses surrogates)."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "replace")
+    decoded = raw.decode("utf-8", "replace")[:limit]
+    return "".join(c if c.isprintable() else "\ufffd" for c in decoded)

@@ -9,11 +9,12 @@ import json
 import click
 
 from ccgateway.audit.shapes import audit_json
+from ccgateway.audit.trail import Outcome
 from ccgateway.cli.options import config_option, settings_from
 from ccgateway.gateway import open_gateway
 from ccgateway.stores.base import AuditRecord
 
-OUTCOMES = ("completed", "aborted", "refused", "source_failed", "offloaded")
+OUTCOMES = tuple(outcome.value for outcome in Outcome)
 
 
 def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:

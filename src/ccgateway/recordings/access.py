@@ -2,8 +2,14 @@
 
 - The video right: an agent added with ``--no-video-download`` gets no video (108-004/104-002).
 - An MCU conference: its participants see it; an inspector sees every conference of their VDN.
-- A file-server path: its agent segment names the requester, or the requester is an inspector of
-  the path's VDN; a path with no agent segment (an IVR message) is for inspectors only.
+- A file-server path: its VDN and agent segments name the requester's VDN and work number (owner),
+  or the requester is an inspector of the path's VDN; a path with no agent segment (an IVR
+  message) is for inspectors only. Numbers in a path are read canonically (``drivepaths``):
+  ``0101`` names nobody.
+- Video or voice, whichever interface asks: a file-server file is video when its registration
+  says so (fileMediaType 2), else when its extension is a video container's
+  (``VIDEO_CONTAINERS``); anything else is voice. Video is under the video switches and the
+  video right on every interface, ``recordfile`` included.
 - ``recordfiledownloadEx`` by call id: an inspector names the agent (``workNo``), anyone else
   means themselves.
 
@@ -15,8 +21,11 @@ from __future__ import annotations
 
 from ccgateway import retcodes
 from ccgateway.errors import GatewayError
-from ccgateway.recordings.drivepaths import DrivePath
-from ccgateway.stores.base import AgentRecord, ConferenceRecord, Role
+from ccgateway.recordings.drivepaths import DrivePath, DrivePathError, parse_drive_path
+from ccgateway.stores.base import AgentRecord, ConferenceRecord, FileRecordingRecord, Role
+
+VIDEO_CONTAINERS = frozenset({".mp4", ".m4v", ".mov", ".3gp", ".mkv", ".webm", ".avi"})
+VIDEO_MEDIA = 2  # fileMediaType of a video registration
 
 
 def may_download_video(agent: AgentRecord) -> bool:
@@ -32,13 +41,31 @@ def may_see_conference(agent: AgentRecord, conference: ConferenceRecord) -> bool
 
 def may_fetch_path(agent: AgentRecord, path: DrivePath, *, video: bool) -> bool:
     """A file-server file, by its drive-letter path alone (before anyone looks whether it is
-    there): video needs the video right; the path's agent is the requester, or the requester
-    inspects the path's VDN."""
+    there): video needs the video right; the path is the requester's own (same VDN, same work
+    number), or the requester inspects the path's VDN."""
     if video and not may_download_video(agent):
         return False
-    if path.agent_id is not None and path.agent_id == agent.work_no:
-        return True
-    return agent.role is Role.INSPECTOR and path.vdn is not None and path.vdn == agent.vdn
+    if path.vdn is None or path.vdn != agent.vdn:
+        return False
+    return path.agent_id == agent.work_no or agent.role is Role.INSPECTOR
+
+
+def may_fetch_registered(agent: AgentRecord, recording: FileRecordingRecord) -> bool:
+    """A registered file-server recording, by the rule of its path (``may_fetch_path``): what a
+    download of it would refuse is treated as absent by a lookup (no existence oracle)."""
+    try:
+        path = parse_drive_path(recording.file_name)
+    except DrivePathError:
+        return False
+    return may_fetch_path(agent, path, video=recording.media == VIDEO_MEDIA)
+
+
+def is_video_file(path: DrivePath, registered_media: int | None) -> bool:
+    """Video or voice: the registration's media type if it has one, else the extension."""
+    if registered_media is not None:
+        return registered_media == VIDEO_MEDIA
+    name = path.parts[-1]
+    return "." in name and name[name.rfind(".") :].lower() in VIDEO_CONTAINERS
 
 
 def inspected_agent(agent: AgentRecord, work_no: str) -> int:

@@ -19,6 +19,7 @@ The interfaces:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import logging
@@ -34,7 +35,7 @@ from ccgateway.audit.trail import Auditor, DownloadAttempt, Outcome
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.limits import FlowControl
-from ccgateway.recordings.access import inspected_agent
+from ccgateway.recordings.access import inspected_agent, may_fetch_registered
 from ccgateway.recordings.announcements import AUDIO
 from ccgateway.recordings.catalog import Catalog, is_id
 from ccgateway.recordings.fileserver import FileServer, LocatedFile
@@ -146,6 +147,15 @@ class Downloads:
                     "%s refused with %s: %s", attempt.interface, exc.retcode.code, exc.detail
                 )
             raise
+        except (asyncio.CancelledError, ConnectionError):
+            if attempt.outcome is None:
+                attempt.outcome = Outcome.ABORTED  # the client went away before any byte
+            raise
+        except Exception:
+            if attempt.outcome is None:  # a fault of ours, answered 500 by the error middleware
+                attempt.outcome, attempt.status = Outcome.ERROR, 500
+                attempt.retcode = retcodes.UNKNOWN_ERROR.code
+            raise
         finally:
             if observer is not None:
                 observer.download_finished(attempt)
@@ -204,7 +214,10 @@ class Downloads:
             raise GatewayError(retcodes.BAD_INTERFACE_PARAMETER, "filetype")
         attempt.file_type = int(kind)
         agent = await self._signed_in_agent(request)
-        located = self._files.locate(agent, request.record_id, request.location_id, video=False)
+        video = await self._files.is_video(request.record_id)
+        if video:  # a video file asked for as voice: the video switches and right apply too
+            self._video_switches()
+        located = self._files.locate(agent, request.record_id, request.location_id, video=video)
         return await self._file(request, attempt, located)
 
     async def _record_ex(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
@@ -221,8 +234,12 @@ class Downloads:
             located = self._files.locate(agent, hw_file_name, request.location_id, video=True)
             return await self._file(request, attempt, located)
         owner = inspected_agent(agent, request.work_no)
-        found = [r for r in await self._files.find_by_call(call_id, AUDIO) if r.agent_id == owner]
-        if not found:
+        found = [
+            r
+            for r in await self._files.find_by_call(call_id, AUDIO)
+            if r.agent_id == owner and may_fetch_registered(agent, r)
+        ]
+        if not found:  # none, or none this agent may have: the same answer (no existence oracle)
             raise GatewayError(retcodes.FILE_MISSING)
         recording = found[-1]
         attempt.record_id = recording.file_name

@@ -37,6 +37,7 @@ MAX_SEGMENT = 255
 SEGMENT = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_SEGMENT}}}")
 _DRIVE = re.compile(r"([A-Za-z]):[/\\]")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_CANONICAL_NUMBER = re.compile(r"0|[1-9][0-9]{0,9}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DEVICES = frozenset(
     ["CON", "PRN", "AUX", "NUL"] + [f"{d}{n}" for d in ("COM", "LPT") for n in range(1, 10)]
@@ -81,11 +82,12 @@ def _layout(parts: tuple[str, ...]) -> _Layout:
     * ``<vdn>/<dirNo>/<yyyymmdd>/<agentId>/<file>`` -> agent call, agent parts[3];
     * anything else -> unknown: kind, vdn and agent are all None.
 
-    A number that is not all digits reads as None.
+    A number that is not canonical decimal digits (``0``, or 1-10 ASCII digits without a leading
+    zero) reads as None: ``0101`` is not agent 101.
     """
 
     def num(text: str) -> int | None:
-        return int(text) if text.isascii() and text.isdigit() else None
+        return int(text) if _CANONICAL_NUMBER.fullmatch(text) else None
 
     low = tuple(p.lower() for p in parts)
     if len(parts) == 6 and low[0] == "3rdfile" and low[2] == "record":

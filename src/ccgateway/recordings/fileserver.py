@@ -11,6 +11,7 @@ configured ``locationId`` (104-010 otherwise); without pool mode ``RECORD_DRIVE_
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from ccgateway import retcodes
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
-from ccgateway.recordings.access import may_fetch_path
+from ccgateway.recordings.access import is_video_file, may_fetch_path
 from ccgateway.recordings.announcements import AUDIO, VIDEO, Announcer, file_record_content
 from ccgateway.recordings.catalog import is_id
 from ccgateway.recordings.drivepaths import (
@@ -33,6 +34,8 @@ from ccgateway.recordings.drivepaths import (
 )
 from ccgateway.sources import Sources, digest
 from ccgateway.stores.base import AgentRecord, FileRecordingRecord, FileStore
+
+_LOCATION = re.compile(r"[0-9]{1,10}")  # ASCII only: str.isdigit() also takes "²" and "٥"
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class FileServer:
         pool = {k: v for k, v in self._maps.items() if k}
         if pool:
             location = (location_id or "").strip()
-            if not location.isdigit() or str(int(location)) not in pool:
+            if not _LOCATION.fullmatch(location) or str(int(location)) not in pool:
                 raise GatewayError(retcodes.LOCATION_NOT_CONFIGURED)
             return pool[str(int(location))]
         if "" not in self._maps:
@@ -95,6 +98,15 @@ class FileServer:
             raise GatewayError(retcodes.FILE_MISSING) from None
         except BadName:
             raise GatewayError(retcodes.BAD_FILE_NAME) from None
+
+    async def is_video(self, raw: str | None) -> bool:
+        """Whether the file ``raw`` names is video (``access.is_video_file``); a name that is no
+        drive-letter path is left for ``locate`` to refuse."""
+        try:
+            drive_path = parse_drive_path(raw or "")
+        except DrivePathError:
+            return False
+        return is_video_file(drive_path, await self.store.registered_media(str(drive_path)))
 
     async def digest(self, path: Path) -> FileDigest:
         """Size, mtime and SHA-256, computed once per (path, size, mtime) and cached."""

@@ -2,10 +2,11 @@
 
 A GUID is ``<uuid>.<node name>``, the uuid drawn from ``secrets``. Under AUTHMODE=2 an event poll
 rotates the GUID once ``GUIDINTERVAL`` has passed since it was issued; a rotated-out GUID stays
-accepted until ``GUIDTIMEOUT`` after its rotation. ``updateGuid`` and force sign-in replace the GUID
-at once. An agent that has not polled for ``AGENT_IDLE_TIMEOUT`` is signed out (a poll records
-itself at most every ``TOUCH_EVERY_MS``, so that may happen up to 5 s early). The rule of a poll,
-and the GUID and idle checks every request shares, are ``pollrule``'s.
+accepted until ``GUIDTIMEOUT`` after its rotation, but only the current GUID may call
+``updateGuid`` or sign out. ``updateGuid`` and force sign-in replace the GUID at once. An agent
+that has not polled for ``AGENT_IDLE_TIMEOUT`` is signed out (a poll records itself at most every
+``TOUCH_EVERY_MS``, so that may happen up to 5 s early). The rule of a poll, and the GUID and
+idle checks every request shares, are ``pollrule``'s.
 
 An event poll (``poll_events``) authenticates, records itself, rotates and takes the next event in
 one atomic step of the store (``SessionStore.poll``: one round trip on Redis), then waits for an
@@ -30,7 +31,7 @@ from ccgateway.agents.directory import AgentDirectory
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
-from ccgateway.sessions.pollrule import admit, is_idle
+from ccgateway.sessions.pollrule import admit, is_current, is_idle
 from ccgateway.sessions.signin_events import sign_in_events
 from ccgateway.stores.base import (
     AgentRecord,
@@ -120,7 +121,7 @@ class SessionManager:
     async def sign_out(self, agent_id: int, guid: str | None) -> None:
         """Sign the agent out (logout and forcelogout: this gateway holds no calls to release)."""
         for _ in range(_CAS_ATTEMPTS):
-            session = await self.authenticate(agent_id, guid)
+            session = await self._current(agent_id, guid)
             if await self._store.delete(agent_id, session.version):
                 await self._events.clear(agent_id)
                 return
@@ -218,7 +219,7 @@ class SessionManager:
     async def replace_guid(self, agent_id: int, guid: str | None) -> SessionRecord:
         """updateGuid: issue a new GUID now; the one presented stops being accepted."""
         for _ in range(_CAS_ATTEMPTS):
-            session = await self.authenticate(agent_id, guid)
+            session = await self._current(agent_id, guid)
             now = self._clock.now_ms()
             updated = dataclasses.replace(
                 session,
@@ -232,6 +233,13 @@ class SessionManager:
         raise GatewayError(retcodes.NO_RIGHT)
 
     # -- rules ----------------------------------------------------------------------------------
+
+    async def _current(self, agent_id: int, guid: str | None) -> SessionRecord:
+        """``authenticate``, with the session's current GUID only (``pollrule.is_current``)."""
+        session = await self.authenticate(agent_id, guid)
+        if not is_current(session, guid or ""):
+            raise GatewayError(retcodes.NO_RIGHT)
+        return session
 
     async def _refused(self, agent_id: int, refused: PollRefused) -> GatewayError:
         """The error a refused request answers; an idle session is signed out first."""

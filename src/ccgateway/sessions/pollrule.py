@@ -39,6 +39,7 @@ GUIDs; ``RedisSessionStore.poll`` then checks the GUID again with ``guid_accepte
 from __future__ import annotations
 
 import dataclasses
+import hmac
 from typing import Final
 
 from ccgateway.stores.base import (
@@ -51,7 +52,15 @@ from ccgateway.stores.base import (
     guid_accepted,
 )
 
-__all__ = ["admit", "decide", "due_for_rotation", "guid_accepted", "is_idle", "rotated"]
+__all__ = [
+    "admit",
+    "decide",
+    "due_for_rotation",
+    "guid_accepted",
+    "is_current",
+    "is_idle",
+    "rotated",
+]
 
 _NO_SESSION: Final = PollRefused(Refusal.NO_SESSION)
 
@@ -74,6 +83,13 @@ def rotated(
     retired = tuple((g, until) for g, until in session.retired if until >= now_ms)
     retired += ((session.guid, now_ms + guid_timeout_ms),)
     return dataclasses.replace(session, guid=new_guid, guid_issued_ms=now_ms, retired=retired)
+
+
+def is_current(session: SessionRecord, guid: str) -> bool:
+    """Whether ``guid`` is the session's current GUID (constant time). Only the current GUID may
+    change the session's GUID (``updateGuid``) or end it (sign-out): a retired one, still accepted
+    for its grace, may not lock its owner out."""
+    return hmac.compare_digest(session.guid.encode(), guid.encode())
 
 
 def admit(

@@ -122,7 +122,7 @@ file_recordings = sa.Table(
     "file_recordings",
     metadata,
     sa.Column("record_id", sa.String(64), primary_key=True),
-    sa.Column("file_name", sa.Text, nullable=False),
+    sa.Column("file_name", sa.Text, nullable=False, index=True),
     sa.Column("call_id", sa.String(64), nullable=False, index=True),
     sa.Column("location_id", sa.String(16), nullable=False),
     sa.Column("media", sa.SmallInteger, nullable=False),
@@ -168,7 +168,7 @@ async def open_engine(url: str, *, search_path: str | None = None) -> AsyncEngin
     return engine
 
 
-HEAD_REVISION = "0001"  # the newest file in migrations/versions (a test checks)
+HEAD_REVISION = "0002"  # the newest file in migrations/versions (a test checks)
 
 
 def migrate_if_needed(connection: sa.Connection) -> str | None:

@@ -108,7 +108,8 @@ class GatewayMetrics:
     def download_finished(self, attempt: DownloadAttempt) -> None:
         """The attempt has ended, whatever its outcome: its bytes, its outcome, its first byte."""
         self.downloads_in_flight.dec()
-        self.downloads_finished.labels(attempt.interface, attempt.outcome.value).inc()
+        outcome = attempt.outcome or Outcome.ERROR
+        self.downloads_finished.labels(attempt.interface, outcome.value).inc()
         if attempt.outcome is not Outcome.OFFLOADED:
             self.bytes_sent.labels(attempt.interface).inc(attempt.bytes_sent)
         if attempt.first_byte_at is not None:

@@ -51,7 +51,7 @@ async def send_download(request: web.Request, download: ReadyDownload) -> web.St
     decision = decide(request.method, request.headers, validators)
     attempt.status = decision.status
     if decision.status == 304:
-        attempt.outcome = Outcome.COMPLETED
+        attempt.outcome = Outcome.HEAD if request.method == "HEAD" else Outcome.COMPLETED
         return web.Response(status=304, headers=_not_modified_headers(validators))
     headers = _headers(request, download, validators)
     if decision.status in (412, 416):
@@ -87,6 +87,7 @@ async def _stream(
     attempt.mark_first_byte()
     if request.method == "HEAD" or length == 0:
         await response.write_eof()
+        attempt.outcome = Outcome.HEAD if request.method == "HEAD" else Outcome.COMPLETED
         return response
     stall_s = settings.client_stall_timeout_s
     try:
@@ -108,6 +109,7 @@ async def _stream(
         attempt.outcome = Outcome.ABORTED
         raise
     await response.write_eof()
+    attempt.outcome = Outcome.COMPLETED
     return response
 
 
