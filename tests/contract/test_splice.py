@@ -224,3 +224,31 @@ async def test_bytes_reach_the_client_while_upstream_pauses() -> None:
     finally:
         for sock in (up_far, up, down, down_far):
             sock.close()
+
+
+async def test_l13_the_host_header_leaves_out_http_s_default_port() -> None:
+    """Issue 14, L13: an S3 URL signed for ``host`` (botocore drops a default port) was sent with
+    ``Host: host:80``, which the signature does not cover."""
+    heads: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    try:
+        server = await asyncio.start_server(answer, "127.0.0.1", 80)
+    except OSError as exc:
+        pytest.skip(f"port 80 is not ours to bind here: {exc}")
+    pool = RawHttpPool()
+    try:
+        async with server:
+            for url in ("http://127.0.0.1:80/b/k?X-Amz-Signature=ab%2F", "http://127.0.0.1/b/k"):
+                response = await pool.request("GET", url, {}, connect_timeout_s=2, read_timeout_s=5)
+                assert response.status == 200
+                response.close()
+    finally:
+        pool.close()
+    assert [head.split(b"\r\n")[1] for head in heads] == [b"Host: 127.0.0.1"] * 2
+    assert heads[0].startswith(b"GET /b/k?X-Amz-Signature=ab%2F HTTP/1.1\r\n")

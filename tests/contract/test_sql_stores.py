@@ -210,4 +210,6 @@ async def test_file_store(engine: AsyncEngine) -> None:
     assert await store.add_recording(recording) and not await store.add_recording(recording)
     assert await store.find_by_call("1-2", 2) == [recording]
     assert await store.find_by_call("1-2", 1) == []
+    assert await store.registrations("Y:/1/0/20201202/101/1.mp4") == [recording]
+    assert await store.registrations("Y:/1/0/20201202/101/2.mp4") == []
     assert [r.record_id for r in await store.claim_unannounced(9)] == ["r1"]

@@ -445,3 +445,28 @@ async def test_recordings_discovered_from_the_listing_register_and_download(
 def test_a_bad_listing_is_refused_with_the_reason(document: object, complaint: str) -> None:
     with pytest.raises(CatalogError, match=complaint):
         parse_listing(document, "http://mcu/rec/", CONF, frozenset({101}))
+
+
+# -- issue 14, M2: names that need escaping -------------------------------------------------------
+
+
+async def test_m2_upstream_names_with_a_space_or_non_ascii_are_relayed_whole(
+    nginx: Nginx, make_gateway: GatewayFactory
+) -> None:
+    """The spliced GET percent-encodes its target as aiohttp does: the whole file, one answer,
+    audited completed (it was cut after the head, or a 500 landed inside the 200's body)."""
+    prefix = uuid.uuid4().hex
+    hd, sd = os.urandom(300_000), os.urandom(200_000)
+    files = {
+        FileType.HD: nginx.put(f"{prefix}/a b.mp4", hd),
+        FileType.SD: nginx.put(f"{prefix}/录像 1.mp4", sd),
+    }
+    gw = await make_gateway()
+    await register(gw, files)
+    guid = await signed_in(gw)
+    for file_type, data in ((FileType.HD, hd), (FileType.SD, sd)):
+        status, headers, body = await get(gw, guid, file_type)
+        assert status == 200 and body == data, file_type
+        assert int(headers["Content-Length"]) == len(data)
+    rows = await audit_rows(gw, 2)
+    assert [row.outcome for row in rows] == ["completed", "completed"]

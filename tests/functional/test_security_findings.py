@@ -161,6 +161,32 @@ async def test_l2_a_call_of_another_vdn_answers_as_an_unknown_call(
     assert status == 200 and body == fs.file(carol)  # VDN 2's inspector gets it
 
 
+# -- L12: what is announced may be fetched ---------------------------------------------------------
+
+
+async def test_l12_registered_participants_may_download_what_they_were_announced(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """Bob's recording registered with Alice (101) as a participant: Alice gets the event, and
+    the file; Carol (103, not a participant) still gets 104-002."""
+    fs: FileServerSetup = await file_server(make_gateway, tmp_path)
+    bob = "Y:/1/0/20161025/102/2000000.V3"
+    status, _, body = await fs.get(101, "", recordId=bob)
+    assert code(body) == retcodes.NO_PLAYBACK_RIGHT.code  # not registered: the path rule alone
+    await fs.gw.gateway.files.register(
+        "bob-call", bob, call_id="b-call", media=1, participants=frozenset({101})
+    )
+    await fs.gw.gateway.files.announce_pending(True)
+    response, event = await fs.gw.client.poll(101, fs.guids[101])
+    while event["event"] is not None and event["event"]["eventType"] != "AgentMediaEvent_Record":
+        response, event = await fs.gw.client.poll(101, fs.guids[101])
+    assert event["event"]["content"]["fileName"] == bob
+    status, _, body = await fs.get(101, "", recordId=bob)
+    assert status == 200 and body == fs.file(bob)
+    status, _, body = await fs.get(103, "", recordId=bob)
+    assert code(body) == retcodes.NO_PLAYBACK_RIGHT.code
+
+
 # -- L9: only the current GUID rotates or signs out ------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 - The video right: an agent added with ``--no-video-download`` gets no video (108-004/104-002).
 - An MCU conference: its participants see it; an inspector sees every conference of their VDN.
+- A registered file-server recording: its registered participants, beside the path rule below.
 - A file-server path: its VDN and agent segments name the requester's VDN and work number (owner),
   or the requester is an inspector of the path's VDN; a path with no agent segment (an IVR
   message) is for inspectors only. Numbers in a path are read canonically (``drivepaths``):
@@ -18,6 +19,8 @@ check rights before existence, so a foreign recording and an absent one answer a
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from ccgateway import retcodes
 from ccgateway.errors import GatewayError
@@ -50,14 +53,30 @@ def may_fetch_path(agent: AgentRecord, path: DrivePath, *, video: bool) -> bool:
     return path.agent_id == agent.work_no or agent.role is Role.INSPECTOR
 
 
+def may_fetch_file(
+    agent: AgentRecord,
+    path: DrivePath,
+    registrations: Iterable[FileRecordingRecord],
+    *,
+    video: bool,
+) -> bool:
+    """The path rule, or a registered participant of the file's recording: what is announced
+    (``AgentMediaEvent_Record`` goes to the registration's participants) may be fetched."""
+    if video and not may_download_video(agent):
+        return False
+    if may_fetch_path(agent, path, video=video):
+        return True
+    return any(agent.work_no in registration.participants for registration in registrations)
+
+
 def may_fetch_registered(agent: AgentRecord, recording: FileRecordingRecord) -> bool:
-    """A registered file-server recording, by the rule of its path (``may_fetch_path``): what a
-    download of it would refuse is treated as absent by a lookup (no existence oracle)."""
+    """A registered file-server recording, as a download of it would be judged: what it would
+    refuse is treated as absent by a lookup (no existence oracle)."""
     try:
         path = parse_drive_path(recording.file_name)
     except DrivePathError:
         return False
-    return may_fetch_path(agent, path, video=recording.media == VIDEO_MEDIA)
+    return may_fetch_file(agent, path, (recording,), video=recording.media == VIDEO_MEDIA)
 
 
 def is_video_file(path: DrivePath, registered_media: int | None) -> bool:

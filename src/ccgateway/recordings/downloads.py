@@ -203,7 +203,8 @@ class Downloads:
     async def _video_ex(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
         self._video_switches()
         agent = await self._signed_in_agent(request)
-        located = self._files.locate(agent, request.record_id, request.location_id, video=True)
+        named = await self._files.name(request.record_id)
+        located = self._files.locate(agent, named, request.location_id, video=True)
         return await self._file(request, attempt, located)
 
     async def _record(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
@@ -214,10 +215,10 @@ class Downloads:
             raise GatewayError(retcodes.BAD_INTERFACE_PARAMETER, "filetype")
         attempt.file_type = int(kind)
         agent = await self._signed_in_agent(request)
-        video = await self._files.is_video(request.record_id)
-        if video:  # a video file asked for as voice: the video switches and right apply too
+        named = await self._files.name(request.record_id)
+        if named.video:  # a video file asked for as voice: the video switches and right apply
             self._video_switches()
-        located = self._files.locate(agent, request.record_id, request.location_id, video=video)
+        located = self._files.locate(agent, named, request.location_id, video=named.video)
         return await self._file(request, attempt, located)
 
     async def _record_ex(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
@@ -231,7 +232,8 @@ class Downloads:
         agent = await self._signed_in_agent(request)
         if hw_file_name:
             attempt.record_id = hw_file_name
-            located = self._files.locate(agent, hw_file_name, request.location_id, video=True)
+            named = await self._files.name(hw_file_name)
+            located = self._files.locate(agent, named, request.location_id, video=True)
             return await self._file(request, attempt, located)
         owner = inspected_agent(agent, request.work_no)
         found = [
@@ -244,7 +246,8 @@ class Downloads:
         recording = found[-1]
         attempt.record_id = recording.file_name
         location = request.location_id or recording.location_id
-        located = self._files.locate(agent, recording.file_name, location, video=False)
+        named = await self._files.name(recording.file_name)
+        located = self._files.locate(agent, named, location, video=False)
         return await self._file(request, attempt, located)
 
     # -- shared steps -------------------------------------------------------------------------

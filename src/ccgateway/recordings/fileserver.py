@@ -1,9 +1,10 @@
 """File-server recordings: drive-letter paths confined to their mounts, registered and announced.
 
 A request names a file by its drive-letter path (``Y:/1/0/20201202/503/1714442.mp4``). It is parsed
-strictly (``drivepaths``), authorized on the path alone (``access.may_fetch_path``), then resolved
-inside the drive's mapped root. Authorization comes before existence, so a foreign file and an
-absent foreign file get the same answer (104-002).
+strictly (``drivepaths``) and looked up among the registrations (``name``), authorized by the path
+and those registrations (``access.may_fetch_file``), then resolved inside the drive's mapped root
+(``locate``). Authorization comes before existence, so a foreign file and an absent foreign file
+get the same answer (104-002).
 
 Pool mode: when any ``RECORD_DRIVE_MAP_<locationId>`` is configured, a request must carry a
 configured ``locationId`` (104-010 otherwise); without pool mode ``RECORD_DRIVE_MAP`` serves all.
@@ -20,7 +21,7 @@ from ccgateway import retcodes
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
-from ccgateway.recordings.access import is_video_file, may_fetch_path
+from ccgateway.recordings.access import is_video_file, may_fetch_file
 from ccgateway.recordings.announcements import AUDIO, VIDEO, Announcer, file_record_content
 from ccgateway.recordings.catalog import is_id
 from ccgateway.recordings.drivepaths import (
@@ -36,6 +37,20 @@ from ccgateway.sources import Sources, digest
 from ccgateway.stores.base import AgentRecord, FileRecordingRecord, FileStore
 
 _LOCATION = re.compile(r"[0-9]{1,10}")  # ASCII only: str.isdigit() also takes "²" and "٥"
+
+
+@dataclass(frozen=True)
+class NamedFile:
+    """A drive-letter path a request named, with its registrations (newest first)."""
+
+    drive_path: DrivePath
+    registrations: tuple[FileRecordingRecord, ...]
+
+    @property
+    def video(self) -> bool:
+        """Video or voice (``access.is_video_file``): the newest registration, else the name."""
+        media = self.registrations[0].media if self.registrations else None
+        return is_video_file(self.drive_path, media)
 
 
 @dataclass(frozen=True)
@@ -77,18 +92,25 @@ class FileServer:
             raise GatewayError(retcodes.NO_DRIVE_MAPPING)
         return self._maps[""]
 
-    def locate(
-        self, agent: AgentRecord, raw: str | None, location_id: str | None, *, video: bool
-    ) -> LocatedFile:
-        """The file ``raw`` names, if this agent may have it; 104-xxx otherwise."""
+    async def name(self, raw: str | None) -> NamedFile:
+        """The file ``raw`` names and its registrations; 104-003 for a name that is no safe
+        drive-letter path."""
         if not raw:
             raise GatewayError(retcodes.BAD_FILE_NAME)
         try:
             drive_path = parse_drive_path(raw)
         except DrivePathError:
             raise GatewayError(retcodes.BAD_FILE_NAME) from None
+        registrations = await self.store.registrations(str(drive_path))
+        return NamedFile(drive_path, tuple(registrations))
+
+    def locate(
+        self, agent: AgentRecord, named: NamedFile, location_id: str | None, *, video: bool
+    ) -> LocatedFile:
+        """The file, if this agent may have it; 104-xxx otherwise."""
+        drive_path = named.drive_path
         roots = self.roots(location_id)
-        if not may_fetch_path(agent, drive_path, video=video):
+        if not may_fetch_file(agent, drive_path, named.registrations, video=video):
             raise GatewayError(retcodes.NO_PLAYBACK_RIGHT)
         try:
             return LocatedFile(drive_path, resolve(drive_path, roots))
@@ -98,15 +120,6 @@ class FileServer:
             raise GatewayError(retcodes.FILE_MISSING) from None
         except BadName:
             raise GatewayError(retcodes.BAD_FILE_NAME) from None
-
-    async def is_video(self, raw: str | None) -> bool:
-        """Whether the file ``raw`` names is video (``access.is_video_file``); a name that is no
-        drive-letter path is left for ``locate`` to refuse."""
-        try:
-            drive_path = parse_drive_path(raw or "")
-        except DrivePathError:
-            return False
-        return is_video_file(drive_path, await self.store.registered_media(str(drive_path)))
 
     async def digest(self, path: Path) -> FileDigest:
         """Size, mtime and SHA-256, computed once per (path, size, mtime) and cached."""

@@ -129,9 +129,7 @@ class RawHttpPool:
             raise RawHttpError(f"not a plain http:// URL: {parts.scheme}")
         host, port = parts.hostname, parts.port or 80
         key = (host, port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host_header = parts.netloc.rpartition("@")[2]
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}"]
+        lines = [f"{method} {request_target(parts)} HTTP/1.1", f"Host: {host_header(parts)}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         wire = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         sock = self.take(key)
@@ -198,6 +196,28 @@ def _parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
         name, value = name.lower(), value.strip()
         fields[name] = f"{fields[name]}, {value}" if name in fields else value
     return version, int(code), fields
+
+
+# What a request target keeps as it is: the path's and query's reserved characters, and escapes.
+_TARGET_SAFE = "/%:@!$&'()*+,;=~?"
+
+
+def request_target(parts: urllib.parse.SplitResult) -> str:
+    """The request line's target, percent-encoded as aiohttp would send it: a space or a
+    non-ASCII character (UTF-8) in a registered URL becomes an escape; escapes stay as they are."""
+    target = urllib.parse.quote(parts.path or "/", safe=_TARGET_SAFE)
+    if parts.query:
+        target += "?" + urllib.parse.quote(parts.query, safe=_TARGET_SAFE)
+    return target
+
+
+def host_header(parts: urllib.parse.SplitResult) -> str:
+    """``Host``: the URL's host, with its port unless it is http's default (80). A URL signed for
+    S3 signs the host without a default port, so sending ``host:80`` broke the signature."""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return host if parts.port in (None, 80) else f"{host}:{parts.port}"
 
 
 async def _connect(host: str, port: int, timeout_s: float) -> socket.socket:

@@ -347,9 +347,9 @@ class FileStore(Protocol):
 
     async def find_by_call(self, call_id: str, media: int) -> list[FileRecordingRecord]: ...
 
-    async def registered_media(self, file_name: str) -> int | None:
-        """The fileMediaType (1 audio, 2 video) the newest registration of this drive-letter
-        path (as registered: ``Y:/...``) gave it; None when it is not registered."""
+    async def registrations(self, file_name: str) -> list[FileRecordingRecord]:
+        """The registrations of this drive-letter path (as registered: ``Y:/...``), newest
+        first; empty when it is not registered."""
         ...
 
     async def claim_unannounced(self, now_ms: int) -> list[FileRecordingRecord]: ...

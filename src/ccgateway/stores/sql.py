@@ -368,15 +368,16 @@ class SqlFileStore:
             ).all()
         return [_file_recording(row) for row in rows]
 
-    async def registered_media(self, file_name: str) -> int | None:
+    async def registrations(self, file_name: str) -> list[FileRecordingRecord]:
         async with self._engine.connect() as connection:
-            media = await connection.scalar(
-                sa.select(file_recordings.c.media)
-                .where(file_recordings.c.file_name == file_name)
-                .order_by(file_recordings.c.created_ms.desc())
-                .limit(1)
-            )
-        return None if media is None else int(media)
+            rows = (
+                await connection.execute(
+                    sa.select(file_recordings)
+                    .where(file_recordings.c.file_name == file_name)
+                    .order_by(file_recordings.c.created_ms.desc(), file_recordings.c.record_id)
+                )
+            ).all()
+        return [_file_recording(row) for row in rows]
 
     async def claim_unannounced(self, now_ms: int) -> list[FileRecordingRecord]:
         async with self._engine.begin() as connection:

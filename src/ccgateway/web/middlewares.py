@@ -77,6 +77,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.Response(status=500)
     except Exception:
         log.exception("unexpected error in %s", request.get(INTERFACE, request.method))
+        if request.writer.output_size > 0 and request.transport is not None:
+            # An answer has begun: a second one would land inside its body. Cut it instead.
+            request.transport.abort()
+            request[CLIENT_GONE] = True
+            return web.Response(status=500)
         return failure(request, retcodes.UNKNOWN_ERROR, status=500)
 
 

@@ -108,6 +108,13 @@ async def _stream(
     except (ConnectionError, asyncio.CancelledError):
         attempt.outcome = Outcome.ABORTED
         raise
+    except Exception as exc:  # the head is out: no other answer can follow, only a cut
+        attempt.outcome = Outcome.SOURCE_FAILED
+        log.warning(
+            "download cut after %d bytes: unexpected %s", attempt.bytes_sent, type(exc).__name__
+        )
+        _abort(request)
+        return response
     await response.write_eof()
     attempt.outcome = Outcome.COMPLETED
     return response
@@ -194,11 +201,14 @@ def _nginx_agrees(request: web.Request, decision: Decision, headers: dict[str, s
     as ``decision`` says; otherwise the gateway sends the bytes itself.
 
     nginx judges If-Match against its own ETag (none: it runs before our ETag is added) and
-    would answer 412; it answers 416 to Range values ``decide`` ignores, 200 to ranges
-    ``decide`` merges into one, and compares an If-Range date only in its own date parser.
+    would answer 412, as it does to an If-Unmodified-Since it cannot parse; it answers 416 to
+    Range values ``decide`` ignores, 200 to ranges ``decide`` merges into one, and compares an
+    If-Range date only in its own date parser.
     """
     if request.method != "GET" or "If-Match" in request.headers:
         return False
+    if "If-Unmodified-Since" in request.headers:
+        return False  # nginx answers 412 to a date it cannot read, which ``decide`` ignores
     if "Range" not in request.headers:
         return True
     if_range = request.headers.get("If-Range")
