@@ -197,6 +197,34 @@ async def test_m1_odd_header_bytes_never_cost_an_audit_record(engine: AsyncEngin
     assert row.record_id == "Y:/1/0/\ufffd(\ufffd.V3"
 
 
+async def test_m5_concurrent_digest_caching_of_one_path_all_succeed(engine: AsyncEngine) -> None:
+    """Issue 14, M5: DELETE then INSERT made concurrent first downloads answer 500 on PostgreSQL
+    (``file_digests_pkey``); the cache is one upsert."""
+    store = SqlFileStore(engine)
+    await asyncio.gather(*(store.cache_digest("/same", 10, n, f"{n:02x}") for n in range(16)))
+    assert await store.cached_digest("/same", 10, 0) in (None, "00")
+    cached = [await store.cached_digest("/same", 10, n) for n in range(16)]
+    assert sum(value is not None for value in cached) == 1
+
+
+async def test_m5_concurrent_registrations_into_one_new_conference(engine: AsyncEngine) -> None:
+    """Issue 14, M5: concurrent first registrations of one conference answered 500
+    (``conferences_pkey``), and a position clash was reported as "already exists"."""
+    store = SqlCatalogStore(engine)
+    conference = ConferenceRecord("new-conf", 1, "call", None, None, frozenset({101, 102}))
+
+    def recording(n: int) -> RecordingRecord:
+        return RecordingRecord(f"rec-{n}", "new-conf", 0, n)
+
+    added = await asyncio.gather(*(store.add_recording(conference, recording(n)) for n in range(8)))
+    assert sorted(r.position for r in added) == list(range(8))
+    stored = await store.get_conference("new-conf")
+    assert stored is not None and len(stored.recordings) == 8
+    assert stored.participants == frozenset({101, 102})
+    with pytest.raises(ValueError, match="already exists"):
+        await store.add_recording(conference, recording(3))
+
+
 async def test_file_store(engine: AsyncEngine) -> None:
     store = SqlFileStore(engine)
     assert await store.cached_digest("/a", 1, 2) is None

@@ -124,6 +124,30 @@ async def test_m7_a_zero_padded_agent_segment_is_nobody(
     assert status == 200
 
 
+# -- M5: one digest computation per file at a time ------------------------------------------------
+
+
+async def test_m5_concurrent_first_downloads_compute_the_digest_once(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    fs: FileServerSetup = await file_server(make_gateway, tmp_path, MAX_DOWNLOADS_PER_AGENT="16")
+    own = "Y:/1/0/20161025/101/5555555.V3"
+    put(fs.root, own, bytes(3_000_000))
+    store = fs.gw.gateway.files.store
+    cached: list[str] = []
+    original = store.cache_digest
+
+    async def counting(path: str, size: int, mtime_ns: int, sha256: str) -> None:
+        cached.append(path)
+        await original(path, size, mtime_ns, sha256)
+
+    store.cache_digest = counting  # type: ignore[method-assign]
+    answers = await asyncio.gather(*(fs.get(101, "", recordId=own) for _ in range(8)))
+    assert [status for status, _, _ in answers] == [200] * 8
+    assert all(body == fs.file(own) for _, _, body in answers)
+    assert len(cached) == 1
+
+
 # -- L1: pool-mode locationId ---------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ configured ``locationId`` (104-010 otherwise); without pool mode ``RECORD_DRIVE_
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class FileServer:
         self._sources = sources
         self._announcer = announcer
         self._clock = clock
+        self._digesting: dict[Path, asyncio.Future[FileDigest]] = {}
 
     def roots(self, location_id: str | None) -> Mapping[str, Path]:
         pool = {k: v for k, v in self._maps.items() if k}
@@ -122,7 +124,23 @@ class FileServer:
             raise GatewayError(retcodes.BAD_FILE_NAME) from None
 
     async def digest(self, path: Path) -> FileDigest:
-        """Size, mtime and SHA-256, computed once per (path, size, mtime) and cached."""
+        """Size, mtime and SHA-256, computed once per (path, size, mtime) and cached; requests
+        for a path whose digest is being computed wait for that one computation (single flight)."""
+        flight = self._digesting.get(path)
+        if flight is None:
+            flight = asyncio.ensure_future(self._digest(path))
+            self._digesting[path] = flight
+            flight.add_done_callback(lambda done: self._landed(path, done))
+        return await asyncio.shield(flight)
+
+    def _landed(self, path: Path, flight: asyncio.Future[FileDigest]) -> None:
+        """A computation ended: forget it (its failure is its waiters', read here so an
+        abandoned one is not reported as never retrieved)."""
+        self._digesting.pop(path, None)
+        if not flight.cancelled():
+            flight.exception()
+
+    async def _digest(self, path: Path) -> FileDigest:
         source = self._sources.open(str(path))
         stat = await source.stat()
         cached = await self.store.cached_digest(str(path), stat.size, stat.mtime_ns)

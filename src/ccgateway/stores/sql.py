@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ccgateway.stores.base import (
@@ -39,6 +40,20 @@ def _agent(row: sa.Row[tuple[int, str, int, str, bool, str]]) -> AgentRecord:
         may_download_video=bool(row.may_download_video),
         password_hash=row.password_hash,
     )
+
+
+_POSITION_ATTEMPTS = 8
+
+
+class _PositionTaken(Exception):
+    """A concurrent registration took the position this one counted."""
+
+
+def _insert(connection: AsyncConnection, table: sa.Table) -> Any:
+    """The dialect's INSERT, which knows ``ON CONFLICT`` (SQLite and PostgreSQL alike)."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 class SqlAgentStore:
@@ -117,6 +132,16 @@ class SqlCatalogStore:
     async def add_recording(
         self, conference: ConferenceRecord, recording: RecordingRecord
     ) -> RecordingRecord:
+        for _ in range(_POSITION_ATTEMPTS):
+            try:
+                return await self._add_recording(conference, recording)
+            except _PositionTaken:
+                continue  # another registration took the next position first: count again
+        raise ValueError(f"conference {conference.conference_id} is busy: try again")
+
+    async def _add_recording(
+        self, conference: ConferenceRecord, recording: RecordingRecord
+    ) -> RecordingRecord:
         async with self._engine.begin() as connection:
             await self._upsert_conference(connection, conference)
             last = (
@@ -138,7 +163,9 @@ class SqlCatalogStore:
                     )
                 )
             except sa.exc.IntegrityError:
-                raise ValueError(f"recording {recording.record_id} already exists") from None
+                if await self._record_exists(recording.record_id):
+                    raise ValueError(f"recording {recording.record_id} already exists") from None
+                raise _PositionTaken from None
             for media in recording.files:
                 await connection.execute(
                     media_files.insert().values(
@@ -154,6 +181,13 @@ class SqlCatalogStore:
         return dataclasses.replace(
             recording, conference_id=conference.conference_id, position=position
         )
+
+    async def _record_exists(self, record_id: str) -> bool:
+        async with self._engine.connect() as connection:
+            found = await connection.scalar(
+                sa.select(recordings.c.record_id).where(recordings.c.record_id == record_id)
+            )
+        return found is not None
 
     async def remove_conference(self, conference_id: str) -> bool:
         async with self._engine.begin() as connection:
@@ -198,21 +232,24 @@ class SqlCatalogStore:
 
     @staticmethod
     async def _upsert_conference(connection: AsyncConnection, conference: ConferenceRecord) -> None:
-        where = conferences.c.conference_id == conference.conference_id
-        exists = (await connection.execute(sa.select(conferences.c.vdn).where(where))).first()
-        if exists is None:  # the first registration defines the conference; later ones add to it
-            await connection.execute(
-                conferences.insert().values(
-                    conference_id=conference.conference_id,
-                    vdn=conference.vdn,
-                    call_id=conference.call_id,
-                    started_ms=conference.started_ms,
-                    ended_ms=conference.ended_ms,
-                    location_id=conference.location_id,
-                    caller=conference.caller,
-                    called=conference.called,
-                )
+        # The first registration defines the conference; later ones add to it. Insert-or-nothing,
+        # then lock the row: concurrent registrations into one new conference take turns.
+        await connection.execute(
+            _insert(connection, conferences)
+            .values(
+                conference_id=conference.conference_id,
+                vdn=conference.vdn,
+                call_id=conference.call_id,
+                started_ms=conference.started_ms,
+                ended_ms=conference.ended_ms,
+                location_id=conference.location_id,
+                caller=conference.caller,
+                called=conference.called,
             )
+            .on_conflict_do_nothing(index_elements=[conferences.c.conference_id])
+        )
+        where = conferences.c.conference_id == conference.conference_id
+        await connection.execute(sa.select(conferences.c.vdn).where(where).with_for_update())
         known = set(
             (
                 await connection.execute(
@@ -224,9 +261,9 @@ class SqlCatalogStore:
         )
         for work_no in sorted(conference.participants - known):
             await connection.execute(
-                participants.insert().values(
-                    conference_id=conference.conference_id, work_no=work_no
-                )
+                _insert(connection, participants)
+                .values(conference_id=conference.conference_id, work_no=work_no)
+                .on_conflict_do_nothing()
             )
 
     @staticmethod
@@ -340,10 +377,12 @@ class SqlFileStore:
         return str(row.sha256)
 
     async def cache_digest(self, path: str, size: int, mtime_ns: int, sha256: str) -> None:
+        """One upsert: two nodes caching the same path at once both succeed."""
+        values = {"size": size, "mtime_ns": mtime_ns, "sha256": sha256}
         async with self._engine.begin() as connection:
-            await connection.execute(file_digests.delete().where(file_digests.c.path == path))
+            insert = _insert(connection, file_digests).values(path=path, **values)
             await connection.execute(
-                file_digests.insert().values(path=path, size=size, mtime_ns=mtime_ns, sha256=sha256)
+                insert.on_conflict_do_update(index_elements=[file_digests.c.path], set_=values)
             )
 
     async def add_recording(self, recording: FileRecordingRecord) -> bool:
