@@ -207,8 +207,9 @@ async def test_l12_registered_participants_may_download_what_they_were_announced
     assert event["event"]["content"]["fileName"] == bob
     status, _, body = await fs.get(101, "", recordId=bob)
     assert status == 200 and body == fs.file(bob)
-    status, _, body = await fs.get(103, "", recordId=bob)
-    assert code(body) == retcodes.NO_PLAYBACK_RIGHT.code
+    for stranger in (103, 202):  # an agent of VDN 2, and VDN 2's inspector: not participants
+        status, _, body = await fs.get(stranger, "", recordId=bob)
+        assert code(body) == retcodes.NO_PLAYBACK_RIGHT.code, stranger
 
 
 # -- L9: only the current GUID rotates or signs out ------------------------------------------------
