@@ -16,12 +16,11 @@ import click
 
 from ccgateway.cli.options import config_option, settings_from
 from ccgateway.gateway import Gateway, open_gateway
-from ccgateway.recordings.announcements import AUDIO, VIDEO
 from ccgateway.recordings.catalog import CatalogError, Registration
 from ccgateway.recordings.discovery import discover
 from ccgateway.recordings.shapes import conference_json
 from ccgateway.sources.base import SourceError
-from ccgateway.stores.base import FileRecordingRecord, FileType
+from ccgateway.stores.base import AUDIO, VIDEO, FileRecordingRecord, FileType
 
 T = TypeVar("T")
 PROGRESS_FROM_BYTES = 16 * 1024 * 1024

@@ -25,10 +25,15 @@ from collections.abc import Iterable
 from ccgateway import retcodes
 from ccgateway.errors import GatewayError
 from ccgateway.recordings.drivepaths import DrivePath, DrivePathError, parse_drive_path
-from ccgateway.stores.base import AgentRecord, ConferenceRecord, FileRecordingRecord, Role
+from ccgateway.stores.base import (
+    VIDEO,
+    AgentRecord,
+    ConferenceRecord,
+    FileRecordingRecord,
+    Role,
+)
 
 VIDEO_CONTAINERS = frozenset({".mp4", ".m4v", ".mov", ".3gp", ".mkv", ".webm", ".avi"})
-VIDEO_MEDIA = 2  # fileMediaType of a video registration
 
 
 def may_download_video(agent: AgentRecord) -> bool:
@@ -76,13 +81,13 @@ def may_fetch_registered(agent: AgentRecord, recording: FileRecordingRecord) -> 
         path = parse_drive_path(recording.file_name)
     except DrivePathError:
         return False
-    return may_fetch_file(agent, path, (recording,), video=recording.media == VIDEO_MEDIA)
+    return may_fetch_file(agent, path, (recording,), video=recording.media == VIDEO)
 
 
 def is_video_file(path: DrivePath, registered_media: int | None) -> bool:
     """Video or voice: the registration's media type if it has one, else the extension."""
     if registered_media is not None:
-        return registered_media == VIDEO_MEDIA
+        return registered_media == VIDEO
     name = path.parts[-1]
     return "." in name and name[name.rfind(".") :].lower() in VIDEO_CONTAINERS
 

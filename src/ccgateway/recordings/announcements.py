@@ -18,6 +18,8 @@ from typing import Any
 
 from ccgateway.node.clock import Clock
 from ccgateway.stores.base import (
+    AUDIO,
+    VIDEO,
     ConferenceRecord,
     Event,
     EventBus,
@@ -27,7 +29,6 @@ from ccgateway.stores.base import (
 
 RECORD_EVENT = "AgentMediaEvent_Record"
 ANNOUNCE_EVERY_S = 1.0
-AUDIO, VIDEO = 1, 2  # fileMediaType
 
 IsSignedIn = Callable[[int], Awaitable[bool]]
 

@@ -36,13 +36,12 @@ from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.limits import FlowControl
 from ccgateway.recordings.access import inspected_agent, may_fetch_registered
-from ccgateway.recordings.announcements import AUDIO
 from ccgateway.recordings.catalog import Catalog, is_id
 from ccgateway.recordings.fileserver import FileServer, LocatedFile
 from ccgateway.sessions.manager import SessionManager
 from ccgateway.sources import Sources
 from ccgateway.sources.base import MediaSource, SourceError, redact
-from ccgateway.stores.base import AgentRecord, FileType
+from ccgateway.stores.base import AUDIO, AgentRecord, FileType
 
 log = logging.getLogger("ccgateway.download")
 

@@ -23,7 +23,7 @@ from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
 from ccgateway.recordings.access import is_video_file, may_fetch_file
-from ccgateway.recordings.announcements import AUDIO, VIDEO, Announcer, file_record_content
+from ccgateway.recordings.announcements import Announcer, file_record_content
 from ccgateway.recordings.catalog import is_id
 from ccgateway.recordings.drivepaths import (
     BadName,
@@ -35,7 +35,7 @@ from ccgateway.recordings.drivepaths import (
     resolve,
 )
 from ccgateway.sources import Sources, digest
-from ccgateway.stores.base import AgentRecord, FileRecordingRecord, FileStore
+from ccgateway.stores.base import AUDIO, VIDEO, AgentRecord, FileRecordingRecord, FileStore
 
 _LOCATION = re.compile(r"[0-9]{1,10}")  # ASCII only: str.isdigit() also takes "²" and "٥"
 

@@ -319,6 +319,9 @@ class AuditStore(Protocol):
         ...
 
 
+AUDIO, VIDEO = 1, 2  # fileMediaType: what a file-server recording holds
+
+
 @dataclass(frozen=True)
 class FileRecordingRecord:
     """A recording on the file server, named by its drive-letter path (``fileName``)."""
