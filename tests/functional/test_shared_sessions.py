@@ -44,6 +44,9 @@ async def nodes(
         "DATABASE_URL": database,
         "GUIDINTERVAL": "60000",
         "GUIDTIMEOUT": "90000",
+        # A held poll waits up to 2 s (not the suite's 100 ms): long enough to span another
+        # node's announcement on a loaded machine.
+        "AGENT_POLL_WAIT_INTERVAL": "1000",
     }
     node0 = await make_gateway(NODE_NAME="AgentGateway0", **settings)
     node1 = await make_gateway(clock=node0.clock, NODE_NAME="AgentGateway1", **settings)
@@ -87,14 +90,12 @@ async def test_a_held_poll_on_one_node_gets_an_event_published_on_the_other(
     guid, _ = await node0.client.sign_in(101)
     for _ in range(2):
         await node1.client.poll(101, guid)
-    # Registered before the poll is held: the digest and the database writes take longer than
-    # the test's 100 ms poll window under a loaded suite; only the announcement falls inside it.
+    held = asyncio.create_task(node1.client.poll(101, guid))
+    await asyncio.sleep(0.05)
     hd = write_random(tmp_path / "hd.mp4", 1000)
     await node0.gateway.catalog.register(
         Registration(CONF, REC0, frozenset({101}), {FileType.HD: str(hd)})
     )
-    held = asyncio.create_task(node1.client.poll(101, guid))
-    await asyncio.sleep(0.05)
     assert await node0.gateway.catalog.announce_pending(video_events=True) == 1
     assert await node1.gateway.catalog.announce_pending(video_events=True) == 0  # claimed once
     _, body = await asyncio.wait_for(held, 5)
