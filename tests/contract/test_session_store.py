@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from ccgateway.agents.directory import AgentDirectory
+from ccgateway.agents.directory import AgentDirectory, credential_of
 from ccgateway.config import load_settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import ManualClock
 from ccgateway.sessions.manager import TOUCH_EVERY_MS, SessionManager
-from ccgateway.stores.base import AgentRecord, Event, SessionRecord
+from ccgateway.stores.base import AgentRecord, Event, Role, SessionRecord
 from ccgateway.stores.redis import RedisEventBus, RedisSessionStore, lane, open_redis
 from tests.contract.conftest import Node, PeerFactory
 from tests.contract.test_event_bus import HoldingProxy
@@ -285,16 +285,25 @@ async def test_count_follows_create_swap_and_delete(backend: Node, peer: PeerFac
 INTERVAL_MS, GRACE_MS, IDLE_MS = 60_000, 90_000, 120_000
 
 
-class NoAgents:
-    """The directory's store: polls never read it."""
+def agent(work_no: int) -> AgentRecord:
+    return AgentRecord(work_no, "", 1, Role.AGENT, True, "")
+
+
+class SameAgents:
+    """The directory's store: every work number is an agent, never changed (polls check it)."""
 
     async def get(self, work_no: int) -> AgentRecord | None:
-        return None
+        return agent(work_no)
 
     async def add(self, agent: AgentRecord) -> bool:
         return False
 
-    async def set_password_hash(self, work_no: int, password_hash: str) -> bool:
+    async def set_password_hash(
+        self, work_no: int, password_hash: str, *, session_epoch: str | None = None
+    ) -> bool:
+        return False
+
+    async def set_session_epoch(self, work_no: int, session_epoch: str) -> bool:
         return False
 
     async def remove(self, work_no: int) -> bool:
@@ -318,7 +327,7 @@ async def managers(
 
     async def open_manager(node: Node | None = None, **settings: str) -> SessionManager:
         store, bus = node or await peer()
-        directory = AgentDirectory(NoAgents())
+        directory = AgentDirectory(SameAgents())
         directories.append(directory)
         values = {
             "AUTHMODE": "2",
@@ -339,7 +348,9 @@ async def signed_in(backend: Node, clock: ManualClock, agent_id: int = 101) -> s
     store, bus = backend
     now = clock.now_ms()
     guid = f"{uuid.uuid4()}.AgentGateway0"
-    assert await store.create(SessionRecord(agent_id, guid, now, now, now, "AgentGateway0"))
+    credential = credential_of(agent(agent_id))
+    record = SessionRecord(agent_id, guid, now, now, now, "AgentGateway0", credential=credential)
+    assert await store.create(record)
     await bus.clear(agent_id)
     return guid
 

@@ -7,14 +7,20 @@ before its fix.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
+from click.testing import CliRunner
+
 from ccgateway import retcodes
+from ccgateway.cli import cli
+from ccgateway.recordings.catalog import Registration
 from ccgateway.sources.base import MediaSource
-from ccgateway.stores.base import AuditRecord
+from ccgateway.stores.base import AuditRecord, FileType
 from tests.conftest import GatewayFactory, RunningGateway, guid_of
 from tests.functional.conftest import CONF, REC0, Recordings
+from tests.functional.test_admin_and_events import TOKEN, admin
 from tests.functional.test_file_server import (
     FileServerSetup,
     code,
@@ -318,3 +324,88 @@ async def test_m3_a_head_is_audited_as_a_head_and_a_fault_as_an_error(rec: Recor
         assert response.status == 500
     error, _ = await audit_rows(rec.gw, 2)
     assert (error.outcome, error.status, error.retcode) == ("error", 500, "000-000")
+
+
+# -- H2: a directory change ends the agent's session -----------------------------------------------
+
+
+async def test_h2_removing_and_re_adding_an_agent_ends_its_session(rec: Recordings) -> None:
+    """After `agents remove 102` and `agents add 102` (a new person), the old GUID may not
+    download the new person's recordings, poll, or rotate: 100-006, at once on this node."""
+    gw = rec.gw
+    old = await rec.guid(102)
+    download = rec.url(102, conferenceId=CONF, recordId=REC0, fileType="0")
+    async with gw.client.http.get(gw.client.base + download, headers={"Guid": old}) as response:
+        assert await response.read() == rec.data(REC0, FileType.HD)
+    await gw.gateway.agents.remove(102)
+    await gw.add_agent(102, name="Someone else")
+    response, body = await gw.client.call("GET", download, guid=old)
+    assert body["retcode"] == retcodes.NOT_SIGNED_IN.code
+    for method, path in (("GET", "agentevent/102"), ("PUT", "onlineagent/102/updateGuid")):
+        _, body = await gw.client.call(method, path, guid=old)
+        assert body["retcode"] == retcodes.NOT_SIGNED_IN.code, path
+    new, body = await gw.client.sign_in(102)  # the new person signs in: no "already signed in"
+    assert body["retcode"] == "0" and new not in (None, old)
+
+
+async def test_h2_a_new_password_ends_the_session_and_announcements_skip_it(
+    rec: Recordings, tmp_path: Path
+) -> None:
+    gw = rec.gw
+    old = await rec.guid(101)
+    await gw.gateway.agents.set_password(101, "another-password")
+    hd = tmp_path / "late.mp4"
+    hd.write_bytes(b"v" * 100)
+    await gw.gateway.catalog.register(
+        Registration("conf-h2", "rec-h2", frozenset({101}), {FileType.HD: str(hd)}, vdn=1)
+    )
+    assert await gw.gateway.catalog.announce_pending(video_events=True) == 0
+    _, body = await gw.client.poll(101, old)
+    assert body["retcode"] == retcodes.NOT_SIGNED_IN.code
+
+
+async def test_h2_a_directory_change_made_by_the_cli_ends_the_session_within_2_s(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """The CLI beside a running gateway (its own process state, the same database)."""
+    gw = await make_gateway()
+    await gw.add_agent(101)
+    guid, _ = await gw.client.sign_in(101)
+    _, body = await gw.client.poll(101, guid)  # the node's directory cache now holds 101
+    assert body["retcode"] == "0"
+    runner = CliRunner(env={"CCGW_DATA_DIR": str(tmp_path / "data")})
+    result = await asyncio.to_thread(runner.invoke, cli, ["agents", "remove", "101"])
+    assert result.exit_code == 0, result.output
+    changed = time.monotonic()
+    while (await gw.client.poll(101, guid))[1]["retcode"] == "0":
+        assert time.monotonic() - changed < 2.5, "the session outlived the directory change"
+        await asyncio.sleep(0.1)
+    _, body = await gw.client.poll(101, guid)
+    assert body["retcode"] == retcodes.NOT_SIGNED_IN.code
+
+
+async def test_h2_the_admin_signs_an_agent_out_now(make_gateway: GatewayFactory) -> None:
+    gw = await make_gateway(ADMIN_TOKEN=TOKEN)
+    await gw.add_agent(101)
+    guid, _ = await gw.client.sign_in(101)
+    assert (await admin(gw, "POST", "agents/101/signout")) == (
+        200,
+        {"retcode": "0", "message": "success", "result": {"workNo": 101, "sessionEnded": True}},
+    )
+    _, body = await gw.client.poll(101, guid)
+    assert body["retcode"] == retcodes.NOT_SIGNED_IN.code
+    status, body = await admin(gw, "POST", "agents/999/signout")
+    assert (status, body["retcode"]) == (404, retcodes.ADMIN_NOT_FOUND.code)
+    status, body = await admin(gw, "POST", "agents/abc/signout")
+    assert (status, body["retcode"]) == (400, retcodes.ADMIN_BAD_REQUEST.code)
+    again, body = await gw.client.sign_in(101)  # and may sign in again at once
+    assert body["retcode"] == "0" and again != guid
+
+
+def test_h2_the_cli_signs_an_agent_out(tmp_path: Path) -> None:
+    runner = CliRunner(env={"CCGW_DATA_DIR": str(tmp_path / "data")})
+    assert runner.invoke(cli, ["agents", "add", "101", "--password", "pw"]).exit_code == 0
+    result = runner.invoke(cli, ["agents", "signout", "101"])
+    assert result.exit_code == 0 and "signed agent 101 out" in result.output
+    result = runner.invoke(cli, ["agents", "signout", "102"])
+    assert result.exit_code != 0 and "no agent 102" in result.output

@@ -120,3 +120,21 @@ async def test_silence_sign_out_works_across_nodes(
     assert await node1.gateway.sessions.sign_out_idle() == [101]
     _, body = await node0.client.poll(101, guid)
     assert body["retcode"] == retcodes.NOT_SIGNED_IN.code
+
+
+async def test_h2_an_admin_sign_out_on_one_node_ends_the_session_on_the_other_at_once(
+    nodes: tuple[RunningGateway, RunningGateway],
+) -> None:
+    """Issue 14, H2: on a shared session store the admin's sign-out is at once on every node,
+    though the other node's directory cache still holds the agent's old entry."""
+    node0, node1 = nodes
+    guid, _ = await node0.client.sign_in(101)
+    _, body = await node1.client.poll(101, guid)  # node1 caches 101's directory entry
+    assert body["retcode"] == "0"
+    assert await node0.gateway.sessions.sign_out_now(101)
+    _, body = await node1.client.poll(101, guid)
+    assert body["retcode"] == retcodes.NOT_SIGNED_IN.code
+    again, body = await node1.client.sign_in(101)  # and signs in again on any node at once
+    assert body["retcode"] == "0"
+    _, body = await node0.client.poll(101, again)
+    assert body["retcode"] == "0"

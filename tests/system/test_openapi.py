@@ -328,6 +328,8 @@ def _strategies(operation: Any, operation_id: str, mode: str) -> Any:
     path: dict[str, Any] = {}
     if "{agentid}" in operation.path:
         path["agentid"] = _agent_of(operation_id)
+    if operation_id == "adminSignAgentOut":  # never the reader, whose session the module keeps
+        path["workNo"] = MUTATOR
     choices = [operation.as_strategy(path_parameters=path or None)]
     for query in VALID_QUERIES.get(operation_id, []):
         choices.append(operation.as_strategy(path_parameters=path or None, query=query))
@@ -418,6 +420,7 @@ EXERCISED: dict[str, Callable[[Outcome], bool]] = {
     "forceLogout": lambda o: o.retcodes.get("0", 0) > 0,
     "updateGuid": lambda o: o.retcodes.get("0", 0) > 0,
     "getAgentEvent": lambda o: o.retcodes.get("0", 0) > 0,
+    "adminSignAgentOut": lambda o: o.retcodes.get("0", 0) > 0,
     # The downloads: every outcome of a file answer, and business errors past the GUID.
     "downloadVideoFile": lambda o: (
         {206, 304, 412, 416} <= set(o.statuses) and any(c.startswith("108-") for c in o.retcodes)

@@ -1,4 +1,9 @@
-"""The agent directory's rules: work numbers, roles, rights and password hashing.
+"""The agent directory's rules: work numbers, roles, rights, password hashing, and what a session
+was granted on.
+
+A session records ``credential_of`` its agent's entry at sign-in. Removing the agent, adding it
+again, a new password, an administrator's sign-out (a new session epoch each) and a changed VDN,
+role or video right all change it, which ends the session (``sessions.manager``).
 
 Passwords are hashed with Argon2id (memory-hard) at the OWASP-recommended cost (19 MiB, t=2, p=1).
 Hashing runs in a pool of two threads of its own, so sign-in bursts neither block the event loop
@@ -10,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import hashlib
+import secrets
 
 import argon2
 
@@ -32,6 +39,17 @@ class AgentError(ValueError):
 
 def is_work_no(value: int) -> bool:
     return MIN_WORK_NO <= value <= MAX_WORK_NO
+
+
+def new_session_epoch() -> str:
+    return secrets.token_hex(16)
+
+
+def credential_of(agent: AgentRecord) -> str:
+    """The fingerprint of what a session of ``agent`` is granted on (see the module's doc)."""
+    granted = (agent.work_no, agent.session_epoch, agent.vdn, agent.role.value)
+    material = "\x00".join(str(part) for part in (*granted, int(agent.may_download_video)))
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
 def hash_password(password: str) -> str:
@@ -58,6 +76,11 @@ class AgentDirectory:
     async def get(self, work_no: int) -> AgentRecord | None:
         """The agent as recently read: rights and removals take effect within ``CACHE_S``."""
         return await self._recent.get(work_no, self.store.get)
+
+    async def get_fresh(self, work_no: int) -> AgentRecord | None:
+        """The agent as stored now (and recently read from now on)."""
+        self._recent.forget(work_no)
+        return await self.get(work_no)
 
     async def list(self) -> list[AgentRecord]:
         """Every agent, as stored now, by work number."""
@@ -89,6 +112,7 @@ class AgentDirectory:
             role=role,
             may_download_video=may_download_video,
             password_hash=await self._hash(password),
+            session_epoch=new_session_epoch(),
         )
         if not await self.store.add(agent):
             raise AgentError(f"agent {work_no} already exists")
@@ -97,7 +121,16 @@ class AgentDirectory:
     async def set_password(self, work_no: int, password: str) -> None:
         if len(password) > MAX_PASSWORD_LENGTH:
             raise AgentError(f"password is longer than {MAX_PASSWORD_LENGTH} characters")
-        if not await self.store.set_password_hash(work_no, await self._hash(password)):
+        password_hash = await self._hash(password)
+        if not await self.store.set_password_hash(
+            work_no, password_hash, session_epoch=new_session_epoch()
+        ):
+            raise AgentError(f"no agent {work_no}")
+        self._recent.forget(work_no)
+
+    async def end_sessions(self, work_no: int) -> None:
+        """A new session epoch: the agent's session ends on every node within ``CACHE_S``."""
+        if not await self.store.set_session_epoch(work_no, new_session_epoch()):
             raise AgentError(f"no agent {work_no}")
         self._recent.forget(work_no)
 
@@ -118,6 +151,7 @@ class AgentDirectory:
             new_hash = await self._hash(password)
             await self.store.set_password_hash(work_no, new_hash)
             agent = dataclasses.replace(agent, password_hash=new_hash)
+        self._recent.forget(work_no)  # what this sign-in is granted on, for the next reads
         return agent
 
     async def _hash(self, password: str) -> str:

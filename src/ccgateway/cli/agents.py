@@ -11,18 +11,22 @@ import click
 
 from ccgateway.agents.directory import AgentDirectory, AgentError
 from ccgateway.cli.options import config_option, settings_from
-from ccgateway.gateway import open_gateway
+from ccgateway.gateway import Gateway, open_gateway
 from ccgateway.stores.base import Role
 
 T = TypeVar("T")
 
 
 def _run(config_path: str | None, action: Callable[[AgentDirectory], Awaitable[T]]) -> T:
+    return _run_on_gateway(config_path, lambda gateway: action(gateway.agents))
+
+
+def _run_on_gateway(config_path: str | None, action: Callable[[Gateway], Awaitable[T]]) -> T:
     settings = settings_from(config_path)
 
     async def run() -> T:
         async with open_gateway(settings) as gateway:
-            return await action(gateway.agents)
+            return await action(gateway)
 
     try:
         return asyncio.run(run())
@@ -32,7 +36,7 @@ def _run(config_path: str | None, action: Callable[[AgentDirectory], Awaitable[T
 
 @click.group()
 def agents() -> None:
-    """Add, list, re-password and remove agents."""
+    """Add, list, re-password, sign out and remove agents."""
 
 
 @agents.command("add")
@@ -129,3 +133,16 @@ def remove(work_no: int, config_path: str | None) -> None:
     """Remove agent WORK_NO."""
     _run(config_path, lambda d: d.remove(work_no))
     click.echo(f"removed agent {work_no}")
+
+
+@agents.command("signout")
+@click.argument("work_no", type=int)
+@config_option
+def signout(work_no: int, config_path: str | None) -> None:
+    """Sign agent WORK_NO out now, on every node.
+
+    Its session ends at its next request on every node within 2 s; on a shared session store
+    (Redis) it is removed at once.
+    """
+    _run_on_gateway(config_path, lambda gateway: gateway.sessions.sign_out_now(work_no))
+    click.echo(f"signed agent {work_no} out")

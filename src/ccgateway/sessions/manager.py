@@ -8,6 +8,13 @@ that has not polled for ``AGENT_IDLE_TIMEOUT`` is signed out (a poll records its
 ``TOUCH_EVERY_MS``, so that may happen up to 5 s early). The rule of a poll, and the GUID and
 idle checks every request shares, are ``pollrule``'s.
 
+A session lasts only while its agent's directory entry is the one it was granted on
+(``credential_of``, read through the directory's 2 s cache): once the agent is removed, added
+again, given a new password, signed out by an administrator (``end_session`` and the directory's
+``end_sessions``), or its VDN, role or video right change, the next request of the session (a
+poll, ``updateGuid``, a download) and every announcement find it ended: it is removed and
+answered 100-006.
+
 An event poll (``poll_events``) authenticates, records itself, rotates and takes the next event in
 one atomic step of the store (``SessionStore.poll``: one round trip on Redis), then waits for an
 event if none was waiting. ``wake_polls`` (shutdown) makes waiting polls answer empty at once.
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ccgateway import retcodes
-from ccgateway.agents.directory import AgentDirectory
+from ccgateway.agents.directory import AgentDirectory, credential_of
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
@@ -101,6 +108,7 @@ class SessionManager:
                 "status": request.status,
                 **request.attributes,
             },
+            credential=credential_of(agent),
         )
         for _ in range(_CAS_ATTEMPTS):
             if await self._store.create(session):
@@ -127,6 +135,20 @@ class SessionManager:
                 return
         raise GatewayError(retcodes.NO_RIGHT)
 
+    async def sign_out_now(self, agent_id: int) -> bool:
+        """An administrator's sign-out: a new session epoch for the agent (so its session ends on
+        every node within the directory cache's 2 s, whatever store it is in), and its session
+        in this node's store removed now (on Redis: every node's). False when no session was
+        removed here. ``AgentError`` when there is no such agent."""
+        await self._directory.end_sessions(agent_id)
+        for _ in range(_CAS_ATTEMPTS):
+            session = await self._store.get(agent_id)
+            if session is None:
+                return False
+            if await self._end(session):
+                return True
+        return False  # changed under us each time; the new epoch ends it at its next request
+
     async def sign_out_idle(self) -> list[int]:
         """Sign out every agent silent for longer than the idle timeout; returns their ids."""
         cutoff = self._clock.now_ms() - self._settings.agent_idle_timeout_ms
@@ -147,9 +169,15 @@ class SessionManager:
         return await self._store.count()
 
     async def is_signed_in(self, agent_id: int) -> bool:
+        """Whether the agent has a live session (announcements go only to those)."""
         session = await self._store.get(agent_id)
         now, idle_ms = self._clock.now_ms(), self._settings.agent_idle_timeout_ms
-        return session is not None and not is_idle(session, now, idle_ms)
+        if session is None or is_idle(session, now, idle_ms):
+            return False
+        if await self._still_granted(session):
+            return True
+        await self._end(session)
+        return False
 
     # -- authentication -------------------------------------------------------------------------
 
@@ -160,7 +188,7 @@ class SessionManager:
         admitted = admit(session, guid or "", now, self._settings.agent_idle_timeout_ms)
         if isinstance(admitted, PollRefused):
             raise await self._refused(agent_id, admitted)
-        return admitted
+        return await self._granted(admitted)
 
     async def poll_events(
         self, agent_id: int, guid: str | None, wait_s: float
@@ -176,6 +204,8 @@ class SessionManager:
         polled = await self._store.poll(agent_id, guid or "", self._rules(self._clock.now_ms()))
         if isinstance(polled, PollRefused):
             raise await self._refused(agent_id, polled)
+        # An event the poll claimed for an ended session is dropped with the session's queue.
+        await self._granted(polled.session)
         if polled.event is not None or wait_s <= 0:
             return polled.session, polled.event
         return polled.session, await self._wait(agent_id, wait_s, polled.generation)
@@ -240,6 +270,32 @@ class SessionManager:
         if not is_current(session, guid or ""):
             raise GatewayError(retcodes.NO_RIGHT)
         return session
+
+    async def _granted(self, session: SessionRecord) -> SessionRecord:
+        """``session``, if still granted; else it has ended: removed, and 100-006 raised."""
+        if await self._still_granted(session):
+            return session
+        await self._end(session)
+        raise GatewayError(retcodes.NOT_SIGNED_IN)
+
+    async def _still_granted(self, session: SessionRecord) -> bool:
+        """Whether the agent's directory entry is still the one ``session`` was granted on.
+
+        A difference seen in the cache is confirmed against the stored entry, so a session just
+        granted on a newer entry than this node's cache holds is not ended by mistake.
+        """
+        agent = await self._directory.get(session.agent_id)
+        if agent is not None and credential_of(agent) == session.credential:
+            return True
+        agent = await self._directory.get_fresh(session.agent_id)
+        return agent is not None and credential_of(agent) == session.credential
+
+    async def _end(self, session: SessionRecord) -> bool:
+        """Remove ``session`` (if unchanged since read) and its queued events."""
+        if not await self._store.delete(session.agent_id, session.version):
+            return False
+        await self._events.clear(session.agent_id)
+        return True
 
     async def _refused(self, agent_id: int, refused: PollRefused) -> GatewayError:
         """The error a refused request answers; an idle session is signed out first."""

@@ -26,6 +26,9 @@ class AgentRecord:
     role: Role
     may_download_video: bool
     password_hash: str
+    # Drawn anew when the agent is added, re-passworded or signed out by an administrator: a
+    # session granted under another epoch has ended (``agents.directory.credential_of``).
+    session_epoch: str = ""
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,9 @@ class SessionRecord:
     """One signed-in agent.
 
     ``retired`` holds GUIDs rotated out and the epoch ms until which each is still accepted.
-    ``version`` increases on every change; ``SessionStore.swap`` compares it.
+    ``version`` increases on every change; ``SessionStore.swap`` compares it. ``credential`` is
+    the fingerprint of the agent's directory entry the session was granted on
+    (``agents.directory.credential_of``): once the entry's differs, the session has ended.
     """
 
     agent_id: int
@@ -45,6 +50,7 @@ class SessionRecord:
     retired: tuple[tuple[str, int], ...] = ()
     version: int = 0
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    credential: str = ""
 
 
 def guid_accepted(session: SessionRecord, guid: str, now_ms: int) -> bool:
@@ -154,7 +160,13 @@ class AgentStore(Protocol):
         """Add an agent; False when the work number is taken."""
         ...
 
-    async def set_password_hash(self, work_no: int, password_hash: str) -> bool: ...
+    async def set_password_hash(
+        self, work_no: int, password_hash: str, *, session_epoch: str | None = None
+    ) -> bool:
+        """Store a new hash, and a new session epoch unless None (a rehash keeps sessions)."""
+        ...
+
+    async def set_session_epoch(self, work_no: int, session_epoch: str) -> bool: ...
 
     async def remove(self, work_no: int) -> bool: ...
 

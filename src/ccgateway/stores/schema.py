@@ -27,6 +27,7 @@ agents = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("may_download_video", sa.Boolean, nullable=False, default=True),
     sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("session_epoch", sa.String(32), nullable=False, server_default=""),
 )
 
 conferences = sa.Table(
@@ -168,7 +169,7 @@ async def open_engine(url: str, *, search_path: str | None = None) -> AsyncEngin
     return engine
 
 
-HEAD_REVISION = "0002"  # the newest file in migrations/versions (a test checks)
+HEAD_REVISION = "0003"  # the newest file in migrations/versions (a test checks)
 
 
 def migrate_if_needed(connection: sa.Connection) -> str | None:

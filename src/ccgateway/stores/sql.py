@@ -31,7 +31,7 @@ from ccgateway.stores.schema import (
 )
 
 
-def _agent(row: sa.Row[tuple[int, str, int, str, bool, str]]) -> AgentRecord:
+def _agent(row: sa.Row[tuple[int, str, int, str, bool, str, str]]) -> AgentRecord:
     return AgentRecord(
         work_no=row.work_no,
         name=row.name,
@@ -39,6 +39,7 @@ def _agent(row: sa.Row[tuple[int, str, int, str, bool, str]]) -> AgentRecord:
         role=Role(row.role),
         may_download_video=bool(row.may_download_video),
         password_hash=row.password_hash,
+        session_epoch=row.session_epoch,
     )
 
 
@@ -77,18 +78,28 @@ class SqlAgentStore:
                         role=agent.role.value,
                         may_download_video=agent.may_download_video,
                         password_hash=agent.password_hash,
+                        session_epoch=agent.session_epoch,
                     )
                 )
         except sa.exc.IntegrityError:
             return False
         return True
 
-    async def set_password_hash(self, work_no: int, password_hash: str) -> bool:
+    async def set_password_hash(
+        self, work_no: int, password_hash: str, *, session_epoch: str | None = None
+    ) -> bool:
+        values = {"password_hash": password_hash}
+        if session_epoch is not None:
+            values["session_epoch"] = session_epoch
+        return await self._update(work_no, values)
+
+    async def set_session_epoch(self, work_no: int, session_epoch: str) -> bool:
+        return await self._update(work_no, {"session_epoch": session_epoch})
+
+    async def _update(self, work_no: int, values: dict[str, str]) -> bool:
         async with self._engine.begin() as connection:
             result = await connection.execute(
-                agents.update()
-                .where(agents.c.work_no == work_no)
-                .values(password_hash=password_hash)
+                agents.update().where(agents.c.work_no == work_no).values(**values)
             )
         return result.rowcount == 1
 

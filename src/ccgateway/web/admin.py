@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from ccgateway import retcodes
-from ccgateway.agents.directory import is_work_no
+from ccgateway.agents.directory import AgentError, is_work_no
 from ccgateway.audit.shapes import audit_json
 from ccgateway.errors import GatewayError
 from ccgateway.recordings.catalog import CatalogError, Registration
@@ -116,6 +116,17 @@ async def remove_recording(request: web.Request) -> web.StreamResponse:
     if not await gateway(request).catalog.remove_recording(request.match_info["record_id"]):
         raise GatewayError(retcodes.ADMIN_NOT_FOUND, http_status=404)
     return ok(request)
+
+
+async def sign_agent_out(request: web.Request) -> web.StreamResponse:
+    """Sign the agent out now, on every node (``SessionManager.sign_out_now``)."""
+    request[INTERFACE] = "adminSignAgentOut"
+    work_no = _query_int(request.match_info["work_no"], "work_no", 0, 999_999) or 0
+    try:
+        ended = await gateway(request).sessions.sign_out_now(work_no)
+    except AgentError:
+        raise GatewayError(retcodes.ADMIN_NOT_FOUND, http_status=404) from None
+    return ok(request, {"workNo": work_no, "sessionEnded": ended})
 
 
 async def query_audit(request: web.Request) -> web.StreamResponse:

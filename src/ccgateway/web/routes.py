@@ -86,6 +86,7 @@ ADMIN_ROUTES: tuple[
     ("GET", "/conferences/{conference_id}", admin.show_conference),
     ("DELETE", "/conferences/{conference_id}", admin.remove_conference),
     ("GET", "/audit", admin.query_audit),
+    ("POST", "/agents/{work_no}/signout", admin.sign_agent_out),
 )
 
 

@@ -33,6 +33,7 @@ def session_fields(session: SessionRecord, version: int) -> list[str | int]:
         "retired": dumps([[guid, until] for guid, until in session.retired]),
         "version": version,
         "attributes": dumps(dict(session.attributes)),
+        "credential": session.credential,
     }
     return [item for pair in fields.items() for item in pair]
 
@@ -50,6 +51,7 @@ def session_from(raw: Mapping[bytes | str, bytes | str]) -> SessionRecord:
         retired=tuple((str(guid), int(until)) for guid, until in retired),
         version=int(fields["version"]),
         attributes=json.loads(fields["attributes"]),
+        credential=fields.get("credential", ""),
     )
 
 
