@@ -141,6 +141,7 @@ async def sample_round(
         "recordId": f"bench-sample-{side.name}-{number}",
         "participants": [agent.work_no for agent in side.samplers],
         "files": {"hd": str(media)},
+        "vdn": 1,
     }
     url = side.base.removesuffix(RESOURCE) + f"{cl.ADMIN}/recordings"
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -467,6 +468,7 @@ def _run(
             "recordId": "bench-cluster-record",
             "participants": [agent],
             "files": {"hd": str(media)},
+            "vdn": 1,
         },
         timeout_s=120,
     )

@@ -291,6 +291,7 @@ async def seed(data_dir: Path, media: Path) -> None:
                 record_id=RECORD,
                 participants=frozenset({AGENT}),
                 files={FileType.HD: str(media)},
+                vdn=1,
             )
         )
 

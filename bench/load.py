@@ -587,6 +587,7 @@ async def seed(
                 record_id=RECORD,
                 participants=frozenset(viewers),
                 files={FileType.HD: str(media)},
+                vdn=1,
             )
         )
 

@@ -171,7 +171,9 @@ async def seed(data_dir: Path, http_url: str, s3_url: str, config: S3Config) -> 
     async with open_gateway(settings) as gateway:
         await gateway.agents.add(AGENT, PASSWORD, name="Bench agent")
         files = {FileType.HD: http_url, FileType.SD: s3_url}
-        await gateway.catalog.register(Registration(CONFERENCE, RECORD, frozenset({AGENT}), files))
+        await gateway.catalog.register(
+            Registration(CONFERENCE, RECORD, frozenset({AGENT}), files, vdn=1)
+        )
 
 
 def start_gateway(

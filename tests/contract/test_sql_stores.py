@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ccgateway import retcodes
 from ccgateway.audit.trail import Auditor
+from ccgateway.errors import GatewayError
 from ccgateway.node.clock import ManualClock
+from ccgateway.recordings.announcements import Announcer
+from ccgateway.recordings.catalog import Catalog, Registration
+from ccgateway.sources import Sources
 from ccgateway.stores.base import (
     AgentRecord,
     AuditRecord,
@@ -26,6 +32,7 @@ from ccgateway.stores.base import (
     RecordingRecord,
     Role,
 )
+from ccgateway.stores.memory import MemoryEventBus
 from ccgateway.stores.schema import metadata, open_engine
 from ccgateway.stores.sql import SqlAgentStore, SqlAuditStore, SqlCatalogStore, SqlFileStore
 
@@ -122,9 +129,14 @@ async def test_catalog(engine: AsyncEngine) -> None:
         RecordingRecord("r1", "c1", 0, 100, (media("r1", FileType.HD), media("r1", FileType.AUX))),
     )
     second = await store.add_recording(
-        ConferenceRecord("c1", 9, "other", None, None, frozenset({103})),
+        ConferenceRecord("c1", 3, "other", None, None, frozenset({103})),
         RecordingRecord("r2", "c1", 0, 200, (media("r2", FileType.SD),)),
     )
+    with pytest.raises(ValueError, match="is in VDN 3, not 9"):  # L11: no silent other VDN
+        await store.add_recording(
+            ConferenceRecord("c1", 9, "", None, None, frozenset({104})),
+            RecordingRecord("r9", "c1", 0, 300),
+        )
     assert (first.position, second.position) == (0, 1)
     with pytest.raises(ValueError, match="already exists"):
         await store.add_recording(conference, RecordingRecord("r1", "c1", 0, 1))
@@ -139,6 +151,102 @@ async def test_catalog(engine: AsyncEngine) -> None:
     assert await store.remove_recording("r1")
     assert [c.conference_id for c in await store.list_conferences()] == ["c1"]
     assert await store.remove_conference("c1") and await store.get_conference("c1") is None
+
+
+@contextlib.contextmanager
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements ``engine`` runs inside the block, as sent (parameters bound apart)."""
+    seen: list[str] = []
+
+    def record(*args: object) -> None:
+        seen.append(str(args[2]))  # (connection, cursor, statement, parameters, context, many)
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+def agent(work_no: int, vdn: int = 1, role: Role = Role.AGENT) -> AgentRecord:
+    return AgentRecord(work_no, "", vdn, role, True, "")
+
+
+async def not_signed_in(agent_id: int) -> bool:
+    return False
+
+
+async def test_m4_an_invisible_conference_costs_what_an_absent_one_does(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Issue 14, M4: a foreign conference answered 108-005 after loading it whole (4 queries),
+    an unknown id after 1, so ids could be probed by timing. Now both run the same one statement
+    (and are cached alike: a second ask runs none for either)."""
+    store = SqlCatalogStore(engine)
+    await store.add_recording(
+        ConferenceRecord("theirs", 2, "", None, None, frozenset({103})),
+        RecordingRecord("r1", "theirs", 0, 1, (media("r1", FileType.HD),)),
+    )
+    announcer = Announcer(MemoryEventBus(), ManualClock(), not_signed_in)
+    catalog = Catalog(store, Sources(), announcer, ManualClock())
+    for asker in (agent(104), agent(201, vdn=1, role=Role.INSPECTOR)):
+        for attempt in ("first", "cached"):
+            runs: dict[str, list[str]] = {}
+            for conference_id in ("theirs", "nobody-has-this-one"):
+                with statements(engine) as seen, pytest.raises(GatewayError) as refused:
+                    await catalog.select(asker, conference_id, None, FileType.HD)
+                assert refused.value.retcode is retcodes.NO_SUCH_CONFERENCE
+                runs[conference_id] = seen
+            assert runs["theirs"] == runs["nobody-has-this-one"], (asker, attempt)
+            assert len(runs["theirs"]) == (1 if attempt == "first" else 0), (asker, attempt)
+    for asker in (agent(103, vdn=7), agent(202, vdn=2, role=Role.INSPECTOR)):
+        selected = await catalog.select(asker, "theirs", None, FileType.HD)
+        assert selected.recording.record_id == "r1" and selected.media.file_type is FileType.HD
+    # a registration is seen at once by whoever was told "none" a moment ago (cache forgotten)
+    hd = tmp_path / "hd.mp4"
+    hd.write_bytes(b"x" * 100)
+    await catalog.register(
+        Registration("nobody-has-this-one", "r2", frozenset({104}), {FileType.HD: str(hd)}, vdn=1)
+    )
+    selected = await catalog.select(agent(104), "nobody-has-this-one", None, FileType.HD)
+    assert selected.recording.record_id == "r2"
+
+
+async def test_m4_the_visibility_query_mirrors_the_access_rule(engine: AsyncEngine) -> None:
+    """Issue 14, M4: ``get_visible_conference`` answers exactly what ``may_see_conference``
+    (recordings/access.py) allows, for one table of askers and conferences."""
+    from ccgateway.recordings.access import conference_viewer, may_see_conference
+    from ccgateway.stores.base import ConferenceViewer
+
+    store = SqlCatalogStore(engine)
+    conferences = [
+        ConferenceRecord("vdn1", 1, "", None, None, frozenset({101, 102})),
+        ConferenceRecord("vdn2", 2, "", None, None, frozenset({103})),
+    ]
+    for conference in conferences:
+        await store.add_recording(
+            conference,
+            RecordingRecord(f"r-{conference.conference_id}", conference.conference_id, 0, 1),
+        )
+    askers = [
+        agent(101),
+        agent(102, vdn=9),  # a participant, whatever their VDN
+        agent(103, vdn=2),
+        agent(104),  # same VDN, neither participant nor inspector
+        agent(201, role=Role.INSPECTOR),
+        agent(202, vdn=2, role=Role.INSPECTOR),
+        agent(101, vdn=2, role=Role.INSPECTOR),  # participant of one, inspector of the other
+    ]
+    for asker in askers:
+        for conference in conferences:
+            found = await store.get_visible_conference(
+                conference.conference_id, conference_viewer(asker)
+            )
+            assert (found is not None) is may_see_conference(asker, conference), (asker, conference)
+            if found is not None:
+                assert found.participants == conference.participants
+    nobody = ConferenceViewer(999, None)
+    assert await store.get_visible_conference("absent", nobody) is None
 
 
 async def test_claims_are_exclusive_under_concurrency(engine: AsyncEngine) -> None:

@@ -98,7 +98,7 @@ async def test_recording_added_elsewhere_is_announced_by_the_running_gateway(
     hd = write_random(tmp_path / "hd.mp4", 100)
     # what `ccgateway recordings add` does: write the catalog, announce nothing itself
     await gw.gateway.catalog.register(
-        Registration(CONF, REC0, frozenset({101}), {FileType.HD: str(hd)})
+        Registration(CONF, REC0, frozenset({101}), {FileType.HD: str(hd)}, vdn=1)
     )
     event = await asyncio.wait_for(next_event(gw, 101, guid), 10)
     assert event["content"]["recordID"] == REC0
@@ -112,7 +112,7 @@ async def test_no_event_when_video_events_are_off(
     guid, _ = await gw.client.sign_in(101)
     hd = write_random(tmp_path / "hd.mp4", 100)
     await gw.gateway.catalog.register(
-        Registration(CONF, REC0, frozenset({101}), {FileType.HD: str(hd)})
+        Registration(CONF, REC0, frozenset({101}), {FileType.HD: str(hd)}, vdn=1)
     )
     assert await gw.gateway.catalog.announce_pending(video_events=False) == 0
 
@@ -135,7 +135,13 @@ async def test_admin_api_refuses_bad_registrations(
 ) -> None:
     gw = await make_gateway(ADMIN_TOKEN=TOKEN)
     hd = write_random(tmp_path / "hd.mp4", 100)
-    good = {"conferenceId": CONF, "recordId": REC0, "participants": [101], "files": {"hd": str(hd)}}
+    good = {
+        "conferenceId": CONF,
+        "recordId": REC0,
+        "participants": [101],
+        "files": {"hd": str(hd)},
+        "vdn": 1,
+    }
     bad_cases: list[tuple[dict[str, Any], str]] = [
         ({**good, "conferenceId": "../x"}, retcodes.ADMIN_BAD_REQUEST.code),
         ({**good, "participants": []}, retcodes.ADMIN_BAD_REQUEST.code),

@@ -67,7 +67,7 @@ async def test_aborted_transfer_is_recorded_with_the_bytes_sent(
         with big.open("wb") as handle:
             handle.truncate(size)
         await gw.gateway.catalog.register(
-            Registration(CONF, REC0, frozenset({101}), {FileType.HD: str(big)})
+            Registration(CONF, REC0, frozenset({101}), {FileType.HD: str(big)}, vdn=1)
         )
         guid, _ = await gw.client.sign_in(101)
         received = 0

@@ -25,7 +25,9 @@ async def big_recording(gw: RunningGateway, tmp_path: Path, agents: frozenset[in
     path = tmp_path / "big.mp4"
     with path.open("wb") as handle:
         handle.truncate(BIG)
-    await gw.gateway.catalog.register(Registration(CONF, REC0, agents, {FileType.HD: str(path)}))
+    await gw.gateway.catalog.register(
+        Registration(CONF, REC0, agents, {FileType.HD: str(path)}, vdn=1)
+    )
     return f"recordfile/{{agent}}/videofiledownload?conferenceId={CONF}&fileType=0"
 
 

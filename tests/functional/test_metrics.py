@@ -97,7 +97,7 @@ async def test_a_known_sequence_shows_in_the_metrics(
         handle.truncate(BIG)
     for record_id, path in ((REC0, small), (REC1, big)):
         await gw.gateway.catalog.register(
-            Registration(CONF, record_id, frozenset({101, 102}), {FileType.HD: str(path)})
+            Registration(CONF, record_id, frozenset({101, 102}), {FileType.HD: str(path)}, vdn=1)
         )
     client = gw.client
 

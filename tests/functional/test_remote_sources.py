@@ -118,7 +118,7 @@ async def remote(request: pytest.FixtureRequest) -> AsyncIterator[Remote]:
 
 async def register(gw: RunningGateway, files: dict[FileType, str]) -> None:
     await gw.add_agent(101)
-    await gw.gateway.catalog.register(Registration(CONF, REC0, frozenset({101}), files))
+    await gw.gateway.catalog.register(Registration(CONF, REC0, frozenset({101}), files, vdn=1))
 
 
 async def signed_in(gw: RunningGateway) -> str:
@@ -404,7 +404,7 @@ async def test_recordings_discovered_from_the_listing_register_and_download(
     await gw.add_agent(101)
     base = nginx.url(f"{prefix}/")
     sources = gw.gateway.sources
-    found = await discover(sources, base, CONF, frozenset({101}), call_id="1606459553-176")
+    found = await discover(sources, base, CONF, frozenset({101}), vdn=1, call_id="1606459553-176")
     assert [r.record_id for r in found] == ["r1", "r2"]
     assert found[0].files == {FileType.HD: nginx.url(f"{prefix}/r1%20hd.mp4")}
     for registration in found:

@@ -409,3 +409,133 @@ def test_h2_the_cli_signs_an_agent_out(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "signed agent 101 out" in result.output
     result = runner.invoke(cli, ["agents", "signout", "102"])
     assert result.exit_code != 0 and "no agent 102" in result.output
+
+
+# -- L11: the VDN of a new conference -------------------------------------------------------------
+
+
+async def test_l11_a_registration_creating_a_conference_needs_its_vdn(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """A registration without a VDN used to put a new conference into VDN 1 silently (shown to
+    VDN 1's inspectors), and one naming another VDN was silently ignored."""
+    from tests.functional.test_admin_and_events import TOKEN, admin
+
+    gw = await make_gateway(ADMIN_TOKEN=TOKEN)
+    hd = tmp_path / "hd.mp4"
+    hd.write_bytes(b"x" * 1000)
+    body = {"conferenceId": "new-conf", "participants": [101], "files": {"hd": str(hd)}}
+    status, answer = await admin(gw, "POST", "recordings", {**body, "recordId": "r1"})
+    assert (status, answer["retcode"]) == (400, retcodes.ADMIN_BAD_REQUEST.code), answer
+    status, answer = await admin(gw, "GET", "conferences/new-conf")
+    assert status == 404  # nothing was created
+    status, answer = await admin(gw, "POST", "recordings", {**body, "recordId": "r1", "vdn": 2})
+    assert status == 200 and answer["result"]["vdn"] == 2, answer
+    # a later registration into the conference may leave the VDN out ...
+    status, answer = await admin(gw, "POST", "recordings", {**body, "recordId": "r2"})
+    assert status == 200 and answer["result"]["vdn"] == 2, answer
+    # ... but may not name another one
+    status, answer = await admin(gw, "POST", "recordings", {**body, "recordId": "r3", "vdn": 1})
+    assert (status, answer["retcode"]) == (400, retcodes.ADMIN_BAD_REQUEST.code), answer
+    status, answer = await admin(gw, "GET", "conferences/new-conf")
+    assert answer["result"]["vdn"] == 2
+    assert [r["recordId"] for r in answer["result"]["recordings"]] == ["r1", "r2"]
+
+
+# -- L6: hashing holds a download slot, once per file ---------------------------------------------
+
+
+async def test_l6_hashing_an_uncached_file_holds_a_download_slot_and_runs_once(
+    make_gateway: GatewayFactory, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A HEAD or GET that must hash an uncached file holds a download slot while the hash runs
+    (or while it waits for the one running): HEADs took no slot and hashed before any slot, so
+    HEADs of big files starved the node unbounded."""
+    from ccgateway.sources import digest as original
+
+    fs: FileServerSetup = await file_server(
+        make_gateway, tmp_path, MAX_DOWNLOADS_PER_AGENT="1", MAX_DOWNLOADS="2"
+    )
+    own, carols = "Y:/1/0/20161025/101/6666666.V3", "Y:/2/0/20161025/103/6666667.V3"
+    put(fs.root, own, bytes(2_000_000))
+    put(fs.root, carols, bytes(1000))
+    hashed: list[str] = []
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def slow_digest(source: MediaSource, *args: Any) -> tuple[int, int, str]:
+        hashed.append(source.uri)
+        started.set()
+        await finish.wait()
+        return await original(source, *args)
+
+    monkeypatch.setattr("ccgateway.recordings.fileserver.digest", slow_digest)
+    first = asyncio.create_task(fs.get(101, "", method="HEAD", recordId=own))
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        # 101's one slot is taken by its HEAD's hashing: another request of 101 is refused ...
+        status, headers, body = await asyncio.wait_for(fs.get(101, "", recordId=own), 10)
+        assert (status, code(body)) == (429, retcodes.TOO_MANY_DOWNLOADS.code)
+        assert int(headers["Retry-After"]) >= 1
+        # ... an inspector's request of the same file waits for the same hash, holding the
+        # node's second slot ...
+        second = asyncio.create_task(fs.get(201, "", method="HEAD", recordId=own))
+        for _ in range(200):
+            if fs.gw.gateway.flow.downloads.in_use == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert fs.gw.gateway.flow.downloads.in_use == 2
+        # ... so the node is full for anyone else who must hash
+        status, headers, body = await asyncio.wait_for(fs.get(103, "", recordId=carols), 10)
+        assert (status, code(body)) == (503, retcodes.NODE_BUSY.code)
+    finally:
+        finish.set()
+    answers = await asyncio.gather(first, second)
+    assert [status for status, _, _ in answers] == [200, 200]
+    assert [headers["Content-Length"] for _, headers, _ in answers] == ["2000000"] * 2
+    assert len(hashed) == 1  # one hash for both
+    assert fs.gw.gateway.flow.downloads.in_use == 0
+    # cached now: a HEAD needs no slot and no hash, and a GET sends the file
+    status, headers, _ = await fs.get(101, "", method="HEAD", recordId=own)
+    assert status == 200 and len(hashed) == 1
+    status, _, body = await fs.get(101, "", recordId=own)
+    assert status == 200 and body == fs.file(own)
+
+
+# -- M4: conference ids cannot be probed by timing ------------------------------------------------
+
+
+async def test_m4_a_foreign_conference_runs_the_statements_of_an_unknown_one(
+    rec: Recordings,
+) -> None:
+    """Over HTTP: agent 104 asks for VDN 2's conference (foreign) and for an id nobody has;
+    both answer 108-005 after the same catalog statements, one each (a foreign one used to be
+    loaded whole first: 4 statements against 1, 4.0 ms against 2.1 ms). The SQL contract tests
+    (tests/contract/test_sql_stores.py, test_m4_*) count the same on PostgreSQL."""
+    import sqlalchemy as sa
+
+    from tests.functional.conftest import OTHER_CONF
+
+    engine = rec.gw.gateway.catalog.store._engine  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    def record(*args: object) -> None:
+        statement = str(args[2])
+        if "conference" in statement and "audit" not in statement:  # the catalog's only
+            seen.append(statement)
+
+    guid = await rec.guid(104)
+    http, base = rec.gw.client.http, rec.gw.client.base
+    runs: dict[str, list[str]] = {}
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        for conference_id in (CONF, OTHER_CONF, "unknown-conference-id"):
+            seen.clear()
+            url = base + rec.url(104, conferenceId=conference_id, fileType="0")
+            async with http.get(url, headers={"Guid": guid}) as response:
+                body = await response.json(content_type=None)
+            assert body["retcode"] == retcodes.NO_SUCH_CONFERENCE.code, conference_id
+            runs[conference_id] = list(seen)
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert runs[CONF] == runs[OTHER_CONF] == runs["unknown-conference-id"]
+    assert len(runs[CONF]) == 1

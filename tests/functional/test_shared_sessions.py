@@ -94,7 +94,7 @@ async def test_a_held_poll_on_one_node_gets_an_event_published_on_the_other(
     await asyncio.sleep(0.05)
     hd = write_random(tmp_path / "hd.mp4", 1000)
     await node0.gateway.catalog.register(
-        Registration(CONF, REC0, frozenset({101}), {FileType.HD: str(hd)})
+        Registration(CONF, REC0, frozenset({101}), {FileType.HD: str(hd)}, vdn=1)
     )
     assert await node0.gateway.catalog.announce_pending(video_events=True) == 1
     assert await node1.gateway.catalog.announce_pending(video_events=True) == 0  # claimed once

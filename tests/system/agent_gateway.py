@@ -77,6 +77,7 @@ class AgentGateway:
             "recordId": record,
             "participants": agents,
             "files": {"hd": str(hd)},
+            "vdn": 1,
         }
         assert self.admin("POST", "recordings", body)["retcode"] == "0"
 

@@ -182,7 +182,7 @@ def test_watch_fetches_a_recording_registered_while_it_runs(
         source = tmp_path / "new.mp4"
         source.write_bytes(os.urandom(1_500_000))
         add = [sys.executable, "-m", "ccgateway", "recordings", "add", "conf-watch", "--record",
-               "rec-watch", "--participants", "108", "--hd", str(source)]  # fmt: skip
+               "rec-watch", "--participants", "108", "--vdn", "1", "--hd", str(source)]  # fmt: skip
         data_env = {**os.environ, "CCGW_DATA_DIR": str(gw.serve.data_dir)}
         subprocess.run(add, check=True, env=data_env, capture_output=True, timeout=30)
         wait_for(lambda: "fetched" in out.read_text(), err)

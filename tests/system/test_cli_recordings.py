@@ -126,3 +126,23 @@ def test_audit_lists_nothing_then_filters(runner: CliRunner) -> None:
     assert result.exit_code == 0 and json.loads(result.output) == []
     result = runner.invoke(cli, ["audit", "--since", "yesterday"])
     assert result.exit_code == 2
+
+
+def test_l11_recordings_add_needs_the_vdn_of_a_new_conference(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """Issue 14, L11: ``--vdn`` defaulted to 1, so a forgotten one put the conference in VDN 1."""
+    hd = tmp_path / "hd.mp4"
+    hd.write_bytes(os.urandom(1000))
+    add = ["recordings", "add", "conf-l11", "--participants", "101", "--hd", str(hd)]
+    result = runner.invoke(cli, [*add, "--record", "r1"])
+    assert result.exit_code == 1
+    assert result.output == "Error: conference conf-l11 is new: its VDN is required (vdn)\n"
+    assert json.loads(runner.invoke(cli, ["recordings", "list", "--json"]).output) == []
+    assert runner.invoke(cli, [*add, "--record", "r1", "--vdn", "2"]).exit_code == 0
+    assert runner.invoke(cli, [*add, "--record", "r2"]).exit_code == 0  # into it: may omit
+    result = runner.invoke(cli, [*add, "--record", "r3", "--vdn", "3"])
+    assert result.exit_code == 1
+    assert result.output == "Error: conference conf-l11 is in VDN 2, not 3\n"
+    (listed,) = json.loads(runner.invoke(cli, ["recordings", "list", "--json"]).output)
+    assert listed["vdn"] == 2 and len(listed["recordings"]) == 2

@@ -78,6 +78,7 @@ class Cluster:
                 "recordId": record,
                 "participants": participants,
                 "files": {"hd": str(self.media)},
+                "vdn": 1,
             },
         )
         assert answer.status == 200, answer.body

@@ -35,7 +35,17 @@ def prepare(tmp_path: Path, agents: tuple[int, ...] = (101,)) -> Path:
         for _ in range(SIZE // len(block)):
             handle.write(block)
     participants = ",".join(str(a) for a in agents)
-    args = ["recordings", "add", CONF, "--record", "1", "--participants", participants]
+    args = [
+        "recordings",
+        "add",
+        CONF,
+        "--record",
+        "1",
+        "--participants",
+        participants,
+        "--vdn",
+        "1",
+    ]
     result = runner.invoke(cli, [*args, "--hd", str(media)])
     assert result.exit_code == 0, result.output
     return media

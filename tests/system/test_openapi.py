@@ -235,6 +235,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
                 "recordId": RECORD,
                 "participants": [READER, MUTATOR],
                 "files": {"hd": str(hd), "sd": str(hd)},
+                "vdn": 1,
                 "callId": CALL,
             },
         )

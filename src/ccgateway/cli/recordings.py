@@ -76,7 +76,11 @@ def recordings() -> None:
     callback=_participants,
     help="Work numbers of the participating agents, e.g. 101,102.",
 )
-@click.option("--vdn", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--vdn",
+    type=click.IntRange(min=1),
+    help="The conference's VDN: required when this creates the conference.",
+)
 @click.option("--call-id", default="", help="The call's callId.")
 @click.option(
     "--hd",
@@ -104,7 +108,7 @@ def add(
     conference_id: str,
     record_id: str,
     participants: frozenset[int],
-    vdn: int,
+    vdn: int | None,
     call_id: str,
     hd: str | None,
     sd: str | None,
@@ -154,14 +158,18 @@ def add(
     callback=_participants,
     help="Work numbers of the participating agents, e.g. 101,102.",
 )
-@click.option("--vdn", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--vdn",
+    type=click.IntRange(min=1),
+    help="The conference's VDN: required when this creates the conference.",
+)
 @click.option("--call-id", default="", help="The call's callId.")
 @config_option
 def discover_(
     conference_id: str,
     base_url: str,
     participants: frozenset[int],
-    vdn: int,
+    vdn: int | None,
     call_id: str,
     config_path: str | None,
 ) -> None:

@@ -36,3 +36,8 @@ class RecentCache(Generic[K, V]):
 
     def forget(self, key: K) -> None:
         self._entries.pop(key, None)
+
+    def forget_where(self, matches: Callable[[K], bool]) -> None:
+        """Forget every entry whose key ``matches`` (a change seen by several keys)."""
+        for key in [key for key in self._entries if matches(key)]:
+            del self._entries[key]

@@ -1,7 +1,9 @@
 """Who may download what: every access rule of the recordings, and nothing else decides it.
 
 - The video right: an agent added with ``--no-video-download`` gets no video (108-004/104-002).
-- An MCU conference: its participants see it; an inspector sees every conference of their VDN.
+- An MCU conference: its participants see it; an inspector sees every conference of their VDN
+  (``sees_conference``; the catalog store mirrors it in SQL, so that an absent and an invisible
+  conference cost the same one statement).
 - A registered file-server recording: its registered participants, beside the path rule below.
 - A file-server path: its VDN and agent segments name the requester's VDN and work number (owner),
   or the requester is an inspector of the path's VDN; a path with no agent segment (an IVR
@@ -29,6 +31,7 @@ from ccgateway.stores.base import (
     VIDEO,
     AgentRecord,
     ConferenceRecord,
+    ConferenceViewer,
     FileRecordingRecord,
     Role,
 )
@@ -40,11 +43,29 @@ def may_download_video(agent: AgentRecord) -> bool:
     return agent.may_download_video
 
 
+def conference_viewer(agent: AgentRecord) -> ConferenceViewer:
+    """The agent as the conference rule sees them: their work number, and the VDN they inspect
+    (inspectors only). The catalog store takes it as its query's parameters."""
+    return ConferenceViewer(agent.work_no, agent.vdn if agent.role is Role.INSPECTOR else None)
+
+
+def sees_conference(viewer: ConferenceViewer, conference: ConferenceRecord) -> bool:
+    """The conference rule: a participant sees their conference; an inspector sees every
+    conference of their VDN.
+
+    Mirrored in SQL by ``CatalogStore.get_visible_conference`` (``stores/sql.py``), which answers
+    only a conference this rule lets the viewer see, in one statement whether it is absent or
+    invisible: a change here is a change there (``tests/contract/test_sql_stores.py`` runs one
+    table against both).
+    """
+    if viewer.work_no in conference.participants:
+        return True
+    return viewer.inspected_vdn is not None and viewer.inspected_vdn == conference.vdn
+
+
 def may_see_conference(agent: AgentRecord, conference: ConferenceRecord) -> bool:
     """A participant sees their conference; an inspector sees every conference of their VDN."""
-    if agent.work_no in conference.participants:
-        return True
-    return agent.role is Role.INSPECTOR and agent.vdn == conference.vdn
+    return sees_conference(conference_viewer(agent), conference)
 
 
 def may_fetch_path(agent: AgentRecord, path: DrivePath, *, video: bool) -> bool:

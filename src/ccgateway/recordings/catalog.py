@@ -18,13 +18,18 @@ from ccgateway.agents.directory import is_work_no
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
 from ccgateway.node.recent import RecentCache
-from ccgateway.recordings.access import may_download_video, may_see_conference
+from ccgateway.recordings.access import (
+    conference_viewer,
+    may_download_video,
+    may_see_conference,
+)
 from ccgateway.recordings.announcements import Announcer, conference_record_content
 from ccgateway.sources import Sources, digest
 from ccgateway.stores.base import (
     AgentRecord,
     CatalogStore,
     ConferenceRecord,
+    ConferenceViewer,
     FileType,
     MediaFileRecord,
     RecordingRecord,
@@ -56,7 +61,7 @@ class Registration:
     record_id: str
     participants: frozenset[int]
     files: Mapping[FileType, str]
-    vdn: int = 1
+    vdn: int | None = None  # required when the registration creates the conference
     call_id: str = ""
     started_ms: int | None = None
     ended_ms: int | None = None
@@ -83,13 +88,22 @@ class Catalog:
         self._sources = sources
         self._announcer = announcer
         self._clock = clock
-        self._recent: RecentCache[str, ConferenceRecord | None] = RecentCache(CACHE_S)
+        # keyed by conference and viewer: what a viewer may not see is cached as None, as an
+        # absent conference is, so neither answers faster than the other
+        self._recent: RecentCache[tuple[str, ConferenceViewer], ConferenceRecord | None] = (
+            RecentCache(CACHE_S)
+        )
 
     async def register(
         self, request: Registration, progress: Progress | None = None
     ) -> RecordingRecord:
-        """Digest every file, then store the recording (not yet announced)."""
+        """Digest every file, then store the recording (not yet announced).
+
+        The VDN is required when the registration creates the conference; into an existing
+        conference it may be left out, and if given it must be the conference's.
+        """
         _check_registration(request)
+        vdn = await self._vdn_of(request)
         files = []
         for file_type, location in sorted(request.files.items()):
             source = self._sources.open(location)
@@ -112,7 +126,7 @@ class Catalog:
             )
         conference = ConferenceRecord(
             conference_id=request.conference_id,
-            vdn=request.vdn,
+            vdn=vdn,
             call_id=request.call_id,
             started_ms=request.started_ms,
             ended_ms=request.ended_ms,
@@ -132,8 +146,27 @@ class Catalog:
             added = await self.store.add_recording(conference, recording)
         except ValueError as exc:
             raise CatalogError(str(exc)) from None
-        self._recent.forget(request.conference_id)
+        self._forget(request.conference_id)
         return added
+
+    async def _vdn_of(self, request: Registration) -> int:
+        """The VDN the registration's conference is in: the conference's own when it exists
+        (the store checks it again, under its lock), else the registration's, required."""
+        existing = await self.store.get_conference(request.conference_id)
+        if existing is None:
+            if request.vdn is None:
+                raise CatalogError(
+                    f"conference {request.conference_id} is new: its VDN is required (vdn)"
+                )
+            return request.vdn
+        if request.vdn is not None and request.vdn != existing.vdn:
+            raise CatalogError(
+                f"conference {request.conference_id} is in VDN {existing.vdn}, not {request.vdn}"
+            )
+        return existing.vdn
+
+    def _forget(self, conference_id: str) -> None:
+        self._recent.forget_where(lambda key: key[0] == conference_id)
 
     async def announce_pending(self, video_events: bool) -> int:
         """Announce every recording no gateway has announced yet; returns how many events."""
@@ -156,7 +189,7 @@ class Catalog:
     async def remove_conference(self, conference_id: str) -> bool:
         """Remove a conference from the catalog (its files are kept); False if there is none."""
         removed = await self.store.remove_conference(conference_id)
-        self._recent.forget(conference_id)
+        self._forget(conference_id)
         return removed
 
     async def remove_recording(self, record_id: str) -> bool:
@@ -166,10 +199,17 @@ class Catalog:
     async def select(
         self, agent: AgentRecord, conference_id: str, record_id: str | None, file_type: FileType
     ) -> Selection:
-        """The file an agent asks for, checked in order: right, conference, record, file."""
+        """The file an agent asks for, checked in order: right, conference, record, file.
+
+        A conference the agent may not see and an absent one answer alike, after the same work:
+        the store's one visibility query (``get_visible_conference``), cached alike.
+        """
         if not may_download_video(agent):
             raise GatewayError(retcodes.NO_VIDEO_RIGHT)
-        conference = await self._recent.get(conference_id, self.store.get_conference)
+        viewer = conference_viewer(agent)
+        conference = await self._recent.get(
+            (conference_id, viewer), lambda key: self.store.get_visible_conference(*key)
+        )
         if conference is None or not may_see_conference(agent, conference):
             raise GatewayError(retcodes.NO_SUCH_CONFERENCE)
         if not conference.recordings:
@@ -198,5 +238,5 @@ def _check_registration(request: Registration) -> None:
         raise CatalogError("participants are work numbers 101-999999")
     if not request.files:
         raise CatalogError("at least one file (hd, sd or aux) is needed")
-    if request.vdn < 1:
+    if request.vdn is not None and request.vdn < 1:
         raise CatalogError("vdn must be a positive integer")

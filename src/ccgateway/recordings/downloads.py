@@ -5,8 +5,10 @@ came) and either refuses it with a ``GatewayError`` carrying its retcode, or han
 ``ReadyDownload`` (source, size, validators, file name) to the caller's ``send``. The checks run
 in the documented order (docs/recordings.md): the interface's switches and parameters, then the
 GUID, then what the agent may have (``access``), then the lookup (catalog or file server), then
-the source and its freshness. Whatever happens, the attempt is audited exactly once, and the
-node's download slot is held only while the bytes go out (``ReadyDownload.slot``).
+the source and its freshness. Whatever happens, the attempt is audited exactly once. The node's
+download slot (``_Slot``) is held while the bytes go out (``ReadyDownload.slot``), and while a
+file-server file's digest is computed or awaited for the attempt, HEAD included: hashing is
+bounded by the same per-agent and node limits, and refused as they refuse.
 
 The interfaces:
 
@@ -136,8 +138,9 @@ class Downloads:
         attempt.record_id = request.record_id
         if observer is not None:
             observer.download_started()
+        slot = _Slot(self._flow, attempt)
         try:
-            return await send(await self._decide(request, attempt))
+            return await send(await self._decide(request, attempt, slot))
         except GatewayError as exc:
             attempt.outcome = Outcome.REFUSED
             attempt.retcode = exc.retcode.code
@@ -156,24 +159,29 @@ class Downloads:
                 attempt.retcode = retcodes.UNKNOWN_ERROR.code
             raise
         finally:
+            slot.release()
             if observer is not None:
                 observer.download_finished(attempt)
             self._auditor.finish(attempt)
 
-    async def _decide(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
+    async def _decide(
+        self, request: DownloadRequest, attempt: DownloadAttempt, slot: _Slot
+    ) -> ReadyDownload:
         match request.interface:
             case Interface.VIDEO:
-                return await self._video(request, attempt)
+                return await self._video(request, attempt, slot)
             case Interface.VIDEO_EX:
-                return await self._video_ex(request, attempt)
+                return await self._video_ex(request, attempt, slot)
             case Interface.RECORD:
-                return await self._record(request, attempt)
+                return await self._record(request, attempt, slot)
             case Interface.RECORD_EX:
-                return await self._record_ex(request, attempt)
+                return await self._record_ex(request, attempt, slot)
 
     # -- the interfaces -----------------------------------------------------------------------
 
-    async def _video(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
+    async def _video(
+        self, request: DownloadRequest, attempt: DownloadAttempt, slot: _Slot
+    ) -> ReadyDownload:
         self._video_switches()
         conference_id = request.conference_id.strip()
         if not is_id(conference_id):
@@ -197,16 +205,22 @@ class Downloads:
                 retcodes.SOURCE_FAILED, f"{redact(source.uri)} changed since registration"
             )
         name = catalog_filename(conference_id, attempt.record_id, file_type, media.source)
-        return self._ready(request, attempt, source, media.size, media.mtime_ns, media.sha256, name)
+        return self._ready(
+            request, attempt, slot, source, media.size, media.mtime_ns, media.sha256, name
+        )
 
-    async def _video_ex(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
+    async def _video_ex(
+        self, request: DownloadRequest, attempt: DownloadAttempt, slot: _Slot
+    ) -> ReadyDownload:
         self._video_switches()
         agent = await self._signed_in_agent(request)
         named = await self._files.name(request.record_id)
         located = self._files.locate(agent, named, request.location_id, video=True)
-        return await self._file(request, attempt, located)
+        return await self._file(request, attempt, slot, located)
 
-    async def _record(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
+    async def _record(
+        self, request: DownloadRequest, attempt: DownloadAttempt, slot: _Slot
+    ) -> ReadyDownload:
         if not self._settings.record_download:
             raise GatewayError(retcodes.RECORD_DOWNLOAD_OFF)
         kind = (request.file_type or "").strip() or "1"
@@ -218,9 +232,11 @@ class Downloads:
         if named.video:  # a video file asked for as voice: the video switches and right apply
             self._video_switches()
         located = self._files.locate(agent, named, request.location_id, video=named.video)
-        return await self._file(request, attempt, located)
+        return await self._file(request, attempt, slot, located)
 
-    async def _record_ex(self, request: DownloadRequest, attempt: DownloadAttempt) -> ReadyDownload:
+    async def _record_ex(
+        self, request: DownloadRequest, attempt: DownloadAttempt, slot: _Slot
+    ) -> ReadyDownload:
         if not self._settings.video_download:
             raise GatewayError(retcodes.VIDEO_DOWNLOAD_OFF)
         call_id = request.call_id.strip()
@@ -233,7 +249,7 @@ class Downloads:
             attempt.record_id = hw_file_name
             named = await self._files.name(hw_file_name)
             located = self._files.locate(agent, named, request.location_id, video=True)
-            return await self._file(request, attempt, located)
+            return await self._file(request, attempt, slot, located)
         owner = inspected_agent(agent, request.work_no)
         found = [
             r
@@ -247,7 +263,7 @@ class Downloads:
         location = request.location_id or recording.location_id
         named = await self._files.name(recording.file_name)
         located = self._files.locate(agent, named, location, video=False)
-        return await self._file(request, attempt, located)
+        return await self._file(request, attempt, slot, located)
 
     # -- shared steps -------------------------------------------------------------------------
 
@@ -265,17 +281,18 @@ class Downloads:
         return agent
 
     async def _file(
-        self, request: DownloadRequest, attempt: DownloadAttempt, located: LocatedFile
+        self, request: DownloadRequest, attempt: DownloadAttempt, slot: _Slot, located: LocatedFile
     ) -> ReadyDownload:
         attempt.record_id = str(located.drive_path)
-        try:
-            digest = await self._files.digest(located.path)
+        try:  # hashing an uncached file (or waiting for its hash) holds the attempt's slot
+            digest = await self._files.digest(located.path, before_hashing=slot.take)
         except SourceError:
             raise GatewayError(retcodes.FILE_MISSING) from None
         source = self._sources.open(str(located.path))
         return self._ready(
             request,
             attempt,
+            slot,
             source,
             digest.size,
             digest.mtime_ns,
@@ -287,32 +304,52 @@ class Downloads:
         self,
         request: DownloadRequest,
         attempt: DownloadAttempt,
+        slot: _Slot,
         source: MediaSource,
         size: int,
         mtime_ns: int,
         sha256: str,
         filename: str,
     ) -> ReadyDownload:
-        def slot() -> AbstractContextManager[None]:
-            return self._slot(attempt, head=request.head)
+        def held() -> AbstractContextManager[None]:
+            # the bytes of a GET go out under the slot (kept if hashing took it); a HEAD sends
+            # none and takes none (it holds one only while a hash is computed for it)
+            return contextlib.nullcontext() if request.head else slot.held()
 
-        return ReadyDownload(source, size, mtime_ns, sha256, filename, attempt, slot)
+        return ReadyDownload(source, size, mtime_ns, sha256, filename, attempt, held)
 
-    @contextlib.contextmanager
-    def _slot(self, attempt: DownloadAttempt, *, head: bool) -> Iterator[None]:
-        """One of the node's download slots while the bytes go out (a HEAD needs none)."""
-        if head:
-            yield
+
+class _Slot:
+    """One attempt's download slot (``node/limits.py`` ``DownloadSlots``): taken at most once,
+    to hash a file or to send the bytes, whichever comes first, and released when the bytes are
+    out or the attempt ends. A refusal (429 ``000-008``, 503 ``000-009``) is the attempt's."""
+
+    def __init__(self, flow: FlowControl, attempt: DownloadAttempt) -> None:
+        self._flow = flow
+        self._attempt = attempt
+        self._release: Callable[[], None] | None = None
+
+    def take(self) -> None:
+        if self._release is not None:
             return
         try:
-            release = self._flow.downloads.acquire(attempt.agent_id or 0)
+            self._release = self._flow.downloads.acquire(self._attempt.agent_id or 0)
         except GatewayError as exc:
-            attempt.status = exc.http_status
+            self._attempt.status = exc.http_status
             raise
+
+    def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.take()
         try:
             yield
         finally:
-            release()
+            self.release()
 
 
 def parse_file_type(value: str | None) -> FileType:

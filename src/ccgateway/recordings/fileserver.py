@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,15 +123,35 @@ class FileServer:
         except BadName:
             raise GatewayError(retcodes.BAD_FILE_NAME) from None
 
-    async def digest(self, path: Path) -> FileDigest:
+    async def digest(
+        self, path: Path, before_hashing: Callable[[], None] | None = None
+    ) -> FileDigest:
         """Size, mtime and SHA-256, computed once per (path, size, mtime) and cached; requests
-        for a path whose digest is being computed wait for that one computation (single flight)."""
+        for a path whose digest is being computed wait for that one computation (single flight).
+
+        A request that must have the digest computed (not cached, or being computed) first
+        calls ``before_hashing``, which may refuse by raising: downloads take their slot there,
+        so hashing, and waiting for a hash, counts as a download (``Downloads``).
+        """
         flight = self._digesting.get(path)
+        if flight is None:
+            known = await self._cached(path)
+            if known is not None:
+                return known
+            flight = self._digesting.get(path)  # begun while the cache was read
+        if before_hashing is not None:
+            before_hashing()
         if flight is None:
             flight = asyncio.ensure_future(self._digest(path))
             self._digesting[path] = flight
             flight.add_done_callback(lambda done: self._landed(path, done))
         return await asyncio.shield(flight)
+
+    async def _cached(self, path: Path) -> FileDigest | None:
+        """The digest of the file as it is now, if the cache has it (no hashing)."""
+        stat = await self._sources.open(str(path)).stat()
+        cached = await self.store.cached_digest(str(path), stat.size, stat.mtime_ns)
+        return None if cached is None else FileDigest(stat.size, stat.mtime_ns, cached)
 
     def _landed(self, path: Path, flight: asyncio.Future[FileDigest]) -> None:
         """A computation ended: forget it (its failure is its waiters', read here so an
@@ -141,12 +161,10 @@ class FileServer:
             flight.exception()
 
     async def _digest(self, path: Path) -> FileDigest:
-        source = self._sources.open(str(path))
-        stat = await source.stat()
-        cached = await self.store.cached_digest(str(path), stat.size, stat.mtime_ns)
-        if cached is not None:
-            return FileDigest(stat.size, stat.mtime_ns, cached)
-        size, mtime_ns, sha256 = await digest(source)
+        known = await self._cached(path)  # another node may have cached it meanwhile
+        if known is not None:
+            return known
+        size, mtime_ns, sha256 = await digest(self._sources.open(str(path)))
         await self.store.cache_digest(str(path), size, mtime_ns, sha256)
         return FileDigest(size, mtime_ns, sha256)
 

@@ -293,15 +293,45 @@ class AuditRecord:
     id: int | None = None
 
 
+@dataclass(frozen=True)
+class ConferenceViewer:
+    """Who asks for a conference, as the visibility rule needs them: their work number, and the
+    VDN they inspect (None for an agent who is no inspector).
+
+    ``recordings/access.py`` names the rule (``sees_conference``) and builds the viewer
+    (``conference_viewer``); ``CatalogStore.get_visible_conference`` mirrors the rule in its
+    query. Keep the two in step (``tests/contract/test_sql_stores.py`` runs one table against
+    both).
+    """
+
+    work_no: int
+    inspected_vdn: int | None
+
+
 class CatalogStore(Protocol):
     async def get_conference(self, conference_id: str) -> ConferenceRecord | None:
         """The conference with its participants, recordings (in order) and their files."""
         ...
 
+    async def get_visible_conference(
+        self, conference_id: str, viewer: ConferenceViewer
+    ) -> ConferenceRecord | None:
+        """The conference as ``get_conference`` reads it, if ``viewer`` may see it (the rule of
+        ``recordings/access.py`` ``sees_conference``, mirrored in the query), else None.
+
+        An absent and an invisible conference cost the same: one statement, the same one, that
+        answers the conference only if it is visible (no timing oracle of existence); the
+        participants, recordings and files are read only after it did.
+        """
+        ...
+
     async def add_recording(
         self, conference: ConferenceRecord, recording: RecordingRecord
     ) -> RecordingRecord:
-        """Create the conference if new (else add participants), then append the recording."""
+        """Create the conference if new (else add participants), then append the recording.
+
+        ValueError when the conference exists in another VDN than ``conference.vdn``.
+        """
         ...
 
     async def remove_conference(self, conference_id: str) -> bool: ...

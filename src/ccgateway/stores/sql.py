@@ -13,6 +13,7 @@ from ccgateway.stores.base import (
     AgentRecord,
     AuditRecord,
     ConferenceRecord,
+    ConferenceViewer,
     FileRecordingRecord,
     FileType,
     MediaFileRecord,
@@ -127,6 +128,31 @@ class SqlCatalogStore:
                     sa.select(conferences).where(conferences.c.conference_id == conference_id)
                 )
             ).first()
+            if row is None:
+                return None
+            return await self._conference(connection, row)
+
+    async def get_visible_conference(
+        self, conference_id: str, viewer: ConferenceViewer
+    ) -> ConferenceRecord | None:
+        # Mirrors recordings/access.py sees_conference (keep the two in step): a participant
+        # sees the conference, an inspector every conference of their VDN. The viewer is bound
+        # as parameters, so an absent and an invisible conference run this one same statement.
+        is_participant = (
+            sa.exists()
+            .where(participants.c.conference_id == conferences.c.conference_id)
+            .where(participants.c.work_no == sa.bindparam("viewer_work_no", viewer.work_no))
+        )
+        inspects_vdn = conferences.c.vdn == sa.bindparam(
+            "viewer_inspected_vdn", viewer.inspected_vdn, type_=sa.Integer
+        )  # NULL for an agent who is no inspector: never true
+        query = (
+            sa.select(conferences)
+            .where(conferences.c.conference_id == conference_id)
+            .where(sa.or_(is_participant, inspects_vdn))
+        )
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(query)).first()
             if row is None:
                 return None
             return await self._conference(connection, row)
@@ -260,7 +286,11 @@ class SqlCatalogStore:
             .on_conflict_do_nothing(index_elements=[conferences.c.conference_id])
         )
         where = conferences.c.conference_id == conference.conference_id
-        await connection.execute(sa.select(conferences.c.vdn).where(where).with_for_update())
+        vdn = await connection.scalar(sa.select(conferences.c.vdn).where(where).with_for_update())
+        if vdn is not None and vdn != conference.vdn:
+            raise ValueError(
+                f"conference {conference.conference_id} is in VDN {vdn}, not {conference.vdn}"
+            )
         known = set(
             (
                 await connection.execute(

@@ -196,7 +196,7 @@ def parse_registration(body: dict[str, Any]) -> Registration:
         record_id=str(body.get("recordId", "")),
         participants=_participants(body.get("participants"), required=False),
         files=by_type,
-        vdn=_bounded_int(body.get("vdn", 1), "vdn", 1, MAX_VDN),
+        vdn=None if body.get("vdn") is None else _bounded_int(body["vdn"], "vdn", 1, MAX_VDN),
         call_id=str(body.get("callId", "")),
         started_ms=_optional_time(body.get("startTime"), "startTime"),
         ended_ms=_optional_time(body.get("endTime"), "endTime"),
