@@ -10,7 +10,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ccgateway import retcodes
+from ccgateway.config import SECRET_KEYS, load_settings
+from ccgateway.errors import ConfigError
 from ccgateway.sources.base import MediaSource
 from ccgateway.stores.base import AuditRecord
 from tests.conftest import GatewayFactory, RunningGateway, guid_of
@@ -318,3 +322,14 @@ async def test_m3_a_head_is_audited_as_a_head_and_a_fault_as_an_error(rec: Recor
         assert response.status == 500
     error, _ = await audit_rows(rec.gw, 2)
     assert (error.outcome, error.status, error.retcode) == ("error", 500, "000-000")
+
+
+def test_l14_the_guid_digest_key_is_a_secret_of_the_configuration() -> None:
+    """L14: ``GUID_DIGEST_KEY`` is a credential: a configuration error names it, never its
+    value."""
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ={}, GUID_DIGEST_KEY="short secret")
+    assert "GUID_DIGEST_KEY" in str(error.value) and "short secret" not in str(error.value)
+    assert "GUID_DIGEST_KEY" in SECRET_KEYS
+    settings = load_settings(environ={}, GUID_DIGEST_KEY="k" * 32)
+    assert settings.guid_digest_key == "k" * 32 and "k" * 32 not in repr(settings)
