@@ -223,6 +223,14 @@ KEYS: tuple[Key, ...] = (
         ours=True,
     ),
     Key(
+        "GUID_DIGEST_KEY",
+        "",
+        _token,
+        "the key of the GUID digests the session store keeps instead of GUIDs (HMAC-SHA256); "
+        "the same on every node; changing it signs every agent out; empty: an unkeyed digest",
+        ours=True,
+    ),
+    Key(
         "ACCEL_REDIRECT",
         "",
         _accel_prefix,
@@ -427,6 +435,7 @@ class Settings:
     agent_idle_timeout_ms: int
     log_level: str
     sessions_url: str = "memory://"
+    guid_digest_key: str = dataclasses.field(default="", repr=False)
     accel_redirect: str = ""
     record_download: bool = True
     drive_maps: Mapping[str, Mapping[str, Path]] = dataclasses.field(default_factory=dict)
@@ -509,6 +518,7 @@ def load_settings(
         agent_idle_timeout_ms=values["AGENT_IDLE_TIMEOUT"],
         log_level=values["LOG_LEVEL"],
         sessions_url=values["SESSIONS_URL"],
+        guid_digest_key=values["GUID_DIGEST_KEY"],
         accel_redirect=values["ACCEL_REDIRECT"],
         record_download=values["RECORD_DOWNLOAD_FLAG"],
         drive_maps=_drive_maps(values["RECORD_DRIVE_MAP"], raw),
@@ -554,7 +564,13 @@ def _drive_maps(default: dict[str, Path], raw: Mapping[str, str]) -> dict[str, d
 
 # Keys whose values are credentials: a configuration error names the key, never the value.
 SECRET_KEYS = frozenset(
-    {"ADMIN_TOKEN", "METRICS_TOKEN", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"}
+    {
+        "ADMIN_TOKEN",
+        "METRICS_TOKEN",
+        "S3_ACCESS_KEY_ID",
+        "S3_SECRET_ACCESS_KEY",
+        "GUID_DIGEST_KEY",
+    }
 )
 _URL_PASSWORD = re.compile(r"[^/@\s]*@")  # user:password@ of a URL, even a malformed one
 

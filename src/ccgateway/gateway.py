@@ -23,7 +23,7 @@ from ccgateway.recordings.catalog import Catalog
 from ccgateway.recordings.downloads import Downloads
 from ccgateway.recordings.fileserver import FileServer
 from ccgateway.sessions import pollrule
-from ccgateway.sessions.manager import SessionManager
+from ccgateway.sessions.manager import SessionManager, guid_key_id
 from ccgateway.sources import Sources
 from ccgateway.sources.http import HttpOptions
 from ccgateway.sources.s3 import S3Config
@@ -56,7 +56,7 @@ async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncI
         stack.push_async_callback(sources.aclose)
         engine = await open_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
-        session_store, events = await _open_sessions(settings.sessions_url, stack)
+        session_store, events = await _open_sessions(settings, stack)
         directory = AgentDirectory(SqlAgentStore(engine))
         stack.callback(directory.close)
         sessions = SessionManager(settings, clock, directory, session_store, events)
@@ -82,7 +82,10 @@ async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncI
         )
 
 
-async def _open_sessions(url: str, stack: AsyncExitStack) -> tuple[SessionStore, EventBus]:
+async def _open_sessions(
+    settings: Settings, stack: AsyncExitStack
+) -> tuple[SessionStore, EventBus]:
+    url = settings.sessions_url
     if url == "memory://":
         events = MemoryEventBus()
         return MemorySessionStore(events, pollrule.decide), events
@@ -92,7 +95,8 @@ async def _open_sessions(url: str, stack: AsyncExitStack) -> tuple[SessionStore,
     stack.push_async_callback(client.aclose)
     bus = RedisEventBus(client)
     stack.push_async_callback(bus.aclose)
-    return RedisSessionStore(client, bus), bus
+    # The store tags its sessions with the GUID key's id: those of another key are no session.
+    return RedisSessionStore(client, bus, key_id=guid_key_id(settings.guid_digest_key)), bus
 
 
 def _http_options(settings: Settings) -> HttpOptions:

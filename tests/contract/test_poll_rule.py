@@ -62,6 +62,7 @@ class Case:
     branch: Refusal | Change
     rotate_after_ms: int | None = ROTATE_MS
     retired_after: tuple[tuple[str, int], ...] | None = None  # a rotation's, when it rotates
+    new_guid: str = NEW_GUID  # "": the poll brings none (a rotation due is refused, ROTATE)
 
 
 CASES = [
@@ -125,6 +126,34 @@ CASES = [
         retired_after=((OLD, NOW + 1), (GUID, NOW + GRACE_MS)),
     ),
     Case(
+        "L14: rotation due, no new GUID brought: refused, ask again with one",
+        stored(issued_ago=ROTATE_MS),
+        GUID,
+        Refusal.ROTATE,
+        new_guid="",
+    ),
+    Case(
+        "L14: rotation due, touch due, retired GUID, no new GUID: refused, nothing touched",
+        stored(seen_ago=TOUCH_MS, issued_ago=ROTATE_MS, retired=((OLD, NOW + 1),)),
+        OLD,
+        Refusal.ROTATE,
+        new_guid="",
+    ),
+    Case(
+        "no new GUID brought, rotation not due: touched",
+        stored(seen_ago=TOUCH_MS, issued_ago=ROTATE_MS - 1),
+        GUID,
+        Change.TOUCHED,
+        new_guid="",
+    ),
+    Case(
+        "no new GUID brought, idle: idle first",
+        stored(seen_ago=IDLE_MS + 1, issued_ago=ROTATE_MS),
+        GUID,
+        Refusal.IDLE,
+        new_guid="",
+    ),
+    Case(
         "rotation due, wrong GUID: refused",
         stored(issued_ago=ROTATE_MS),
         "wrong",
@@ -154,7 +183,7 @@ def rules(case: Case) -> PollRules:
         touch_every_ms=TOUCH_MS,
         rotate_after_ms=case.rotate_after_ms,
         guid_timeout_ms=GRACE_MS,
-        new_guid=NEW_GUID,
+        new_guid=case.new_guid,
     )
 
 

@@ -333,6 +333,39 @@ async def test_runs_waiting_on_a_lost_connection_fail_with_connection_error() ->
             await fake.aclose()
 
 
+async def test_l14_a_redis_that_never_answers_fails_the_run_in_time_and_the_lane_reconnects() -> (
+    None
+):
+    """L14: the lane had no read timeout: a hung Redis stalled every poll of the node for ever.
+    Now a run with no reply for ``reply_timeout_s`` fails with redis-py's ``TimeoutError`` (the
+    runs queued behind it too), and the next run opens a new connection."""
+    connections: list[int] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await reader.read()  # reads every request, answers none, until the lane hangs up
+
+    async with fake_redis(never_answer) as port:
+        fake = redis.asyncio.Redis(host="127.0.0.1", port=port)
+        lane = ScriptLane.for_client(fake, reply_timeout_s=0.3)
+        assert lane is not None
+        try:
+            started = asyncio.get_running_loop().time()
+            first = await lane.run(fresh(ECHO), [], ["1"])
+            second = await lane.run(fresh(ECHO), [], ["2"])
+            for reply in (first, second):
+                with pytest.raises(redis.exceptions.TimeoutError, match="no reply from Redis"):
+                    await asyncio.wait_for(reply, 5)
+            assert asyncio.get_running_loop().time() - started < 2
+            third = await lane.run(fresh(ECHO), [], ["3"])  # a new connection
+            with pytest.raises(redis.exceptions.TimeoutError):
+                await asyncio.wait_for(third, 5)
+            assert len(connections) == 2
+        finally:
+            await lane.aclose()
+            await fake.aclose()
+
+
 # -- closing ------------------------------------------------------------------------------------
 
 

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import hashlib
+import hmac
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio
 
-from ccgateway.agents.directory import AgentDirectory, credential_of
+from ccgateway.agents.directory import AgentDirectory, credential_of, hash_password
 from ccgateway.config import load_settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import ManualClock
-from ccgateway.sessions.manager import TOUCH_EVERY_MS, SessionManager
-from ccgateway.stores.base import AgentRecord, Event, Role, SessionRecord
+from ccgateway.sessions.manager import TOUCH_EVERY_MS, SessionManager, SignIn, guid_digest
+from ccgateway.stores.base import AgentRecord, Event, EventBus, Role, SessionRecord
 from ccgateway.stores.redis import RedisEventBus, RedisSessionStore, lane, open_redis
+from ccgateway.stores.redis.codec import session_fields
 from tests.contract.conftest import Node, PeerFactory
 from tests.contract.test_event_bus import HoldingProxy
 
@@ -285,12 +290,21 @@ async def test_count_follows_create_swap_and_delete(backend: Node, peer: PeerFac
 INTERVAL_MS, GRACE_MS, IDLE_MS = 60_000, 90_000, 120_000
 
 
+PASSWORD = "Secret-101"
+
+
+@functools.cache
+def password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
 def agent(work_no: int) -> AgentRecord:
-    return AgentRecord(work_no, "", 1, Role.AGENT, True, "")
+    return AgentRecord(work_no, f"Agent {work_no}", 1, Role.AGENT, True, password_hash())
 
 
 class SameAgents:
-    """The directory's store: every work number is an agent, never changed (polls check it)."""
+    """The directory's store: every work number is an agent (password ``PASSWORD``), never
+    changed (every poll checks it)."""
 
     async def get(self, work_no: int) -> AgentRecord | None:
         return agent(work_no)
@@ -343,13 +357,25 @@ async def managers(
         directory.close()
 
 
+def digest(guid: str) -> str:
+    """The GUID as the stores hold it (the managers here have no GUID_DIGEST_KEY)."""
+    return guid_digest("", guid)
+
+
+def as_stored(session: SessionRecord) -> SessionRecord:
+    """A session as a manager hands it out (clear GUID), as the store holds it (its digest)."""
+    return dataclasses.replace(session, guid=digest(session.guid))
+
+
 async def signed_in(backend: Node, clock: ManualClock, agent_id: int = 101) -> str:
     """A session as sign-in stores it, with its queue cleared; its GUID."""
     store, bus = backend
     now = clock.now_ms()
     guid = f"{uuid.uuid4()}.AgentGateway0"
     credential = credential_of(agent(agent_id))
-    record = SessionRecord(agent_id, guid, now, now, now, "AgentGateway0", credential=credential)
+    record = SessionRecord(
+        agent_id, digest(guid), now, now, now, "AgentGateway0", credential=credential
+    )
     assert await store.create(record)
     await bus.clear(agent_id)
     return guid
@@ -379,7 +405,7 @@ async def test_poll_hands_out_the_waiting_event_and_touches_every_5_s(
     session, got = await manager.poll_events(101, guid, 5)
     assert got is not None and got.event_type == "b"
     assert (session.version, session.last_seen_ms) == (2, clock.now_ms())
-    assert await store.get(101) == session
+    assert await store.get(101) == as_stored(session)
     assert await store.idle_since(clock.now_ms()) == []
     assert await store.idle_since(clock.now_ms() + 1) == [101]
     session, got = await manager.poll_events(101, guid, 0)
@@ -402,26 +428,30 @@ async def test_poll_rotates_and_the_old_guid_keeps_working_for_the_grace(
     assert got is not None and got.event_type == "a"
     assert second != first and second.endswith(".AgentGateway0")
     assert session.guid_issued_ms == clock.now_ms()
-    assert session.retired == ((first, clock.now_ms() + GRACE_MS),)
-    assert await store.get(101) == session
+    assert session.retired == ((digest(first), clock.now_ms() + GRACE_MS),)
+    assert await store.get(101) == as_stored(session)
     rotated = clock.now_ms()
     clock.advance(GRACE_MS)  # the last moment of the grace; second is due for rotation too
     session, _ = await manager.poll_events(101, first, 0)
     third = session.guid
     assert third not in (first, second)
-    assert session.retired == ((first, rotated + GRACE_MS), (second, clock.now_ms() + GRACE_MS))
+    assert session.retired == (
+        (digest(first), rotated + GRACE_MS),
+        (digest(second), clock.now_ms() + GRACE_MS),
+    )
     clock.advance(1)
     with pytest.raises(GatewayError) as refused:
         await manager.poll_events(101, first, 0)
     assert retcode_of(refused) == "000-003"
-    assert (await manager.poll_events(101, second, 0))[0].guid == third
+    assert (await manager.poll_events(101, second, 0))[0].guid == second  # as presented
+    assert (await manager.poll_events(101, third, 0))[0].guid == third
     clock.advance(INTERVAL_MS)  # rotates again: the expired first is dropped
     session, _ = await manager.poll_events(101, third, 0)
     assert session.retired == (
-        (second, rotated + 2 * GRACE_MS),
-        (third, clock.now_ms() + GRACE_MS),
+        (digest(second), rotated + 2 * GRACE_MS),
+        (digest(third), clock.now_ms() + GRACE_MS),
     )
-    assert await store.get(101) == session
+    assert await store.get(101) == as_stored(session)
 
 
 async def test_authmode_1_never_rotates(
@@ -563,10 +593,17 @@ async def test_redis_a_poll_that_finds_an_event_is_one_round_trip(
     monkeypatch.setattr(lane, "pack", packing)
     await manager.poll_events(101, guid, 5)  # connects and loads the script on first use
     sent.clear()
-    clock.advance(INTERVAL_MS)  # touches and rotates too
+    clock.advance(TOUCH_EVERY_MS)  # touches too
     session, got = await manager.poll_events(101, guid, 5)
-    assert got is not None and got.event_type == "b" and session.guid != guid
+    assert got is not None and got.event_type == "b" and session.guid == guid
     assert sent == ["EVALSHA"]
+    # L14: a new GUID goes to Redis only when one is due: the poll that rotates takes two.
+    await bus.publish(ev("c"))
+    sent.clear()
+    clock.advance(INTERVAL_MS)
+    session, got = await manager.poll_events(101, guid, 5)
+    assert got is not None and got.event_type == "c" and session.guid != guid
+    assert sent == ["EVALSHA", "EVALSHA"]
 
 
 async def test_redis_a_poll_cancelled_while_its_reply_is_late_loses_no_event(
@@ -607,3 +644,209 @@ async def test_redis_a_poll_cancelled_while_its_reply_is_late_loses_no_event(
     local = await managers(backend)
     _, got = await local.poll_events(101, guid, 1)
     assert got is not None and got.event_type == "next"
+
+
+# -- L5: sign-in and sign-out, each one atomic step of the store --------------------------------
+
+SIGN_IN = SignIn(password=PASSWORD, phone_number="70101")
+
+
+async def test_l5_concurrent_force_sign_ins_each_get_their_own_guid_and_one_wins(
+    backend: Node, managers: Callable[..., Awaitable[SessionManager]]
+) -> None:
+    """L5: concurrent force sign-ins (on two nodes) each get a GUID of their own, and exactly one
+    of them works afterwards: each sign-in hands back the session it created, not another's."""
+    nodes = [await managers(backend), await managers()]
+    await nodes[0].sign_in(101, SIGN_IN)
+    signed = await asyncio.gather(
+        *(nodes[i % 2].sign_in(101, SIGN_IN, force=True) for i in range(12))
+    )
+    guids = [session.guid for session, _ in signed]
+    assert len(set(guids)) == len(guids)
+    working = []
+    for guid in guids:
+        try:
+            await nodes[1].poll_events(101, guid, 0)
+            working.append(guid)
+        except GatewayError as error:
+            assert error.retcode.code == "000-003"
+    assert len(working) == 1
+    stored = await backend[0].get(101)
+    (winner,) = [session for session, _ in signed if session.guid == working[0]]
+    assert stored is not None and stored.version == winner.version
+
+
+async def test_l5_sign_in_refuses_a_live_session_and_replaces_an_idle_one(
+    backend: Node, managers: Callable[..., Awaitable[SessionManager]], clock: ManualClock
+) -> None:
+    """L5: the sign-in rule (``may_replace``), in the store's one step."""
+    manager = await managers(backend)
+    first, _ = await manager.sign_in(101, SIGN_IN)
+    clock.advance(IDLE_MS)  # exactly the idle timeout: still signed in
+    with pytest.raises(GatewayError) as refused:
+        await manager.sign_in(101, SIGN_IN)
+    assert retcode_of(refused) == "100-002"
+    clock.advance(1)
+    second, _ = await manager.sign_in(101, SIGN_IN)
+    assert second.guid != first.guid and second.version == first.version + 1
+    third, _ = await manager.sign_in(101, SIGN_IN, force=True)
+    assert third.version == second.version + 1
+    with pytest.raises(GatewayError) as refused:
+        await manager.poll_events(101, second.guid, 0)
+    assert retcode_of(refused) == "000-003"
+    session, got = await manager.poll_events(101, third.guid, 0)
+    assert session.guid == third.guid and got is not None
+    assert got.event_type == "AgentOther_InService"
+
+
+class SlowClear:
+    """An EventBus whose ``clear`` waits first: the window between a sign-out's two steps."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+
+    async def publish(self, event: Event) -> None:
+        await self._bus.publish(event)
+
+    async def next(
+        self, agent_id: int, timeout_s: float, *, generation: int | None = None
+    ) -> Event | None:
+        return await self._bus.next(agent_id, timeout_s, generation=generation)
+
+    async def clear(self, agent_id: int) -> None:
+        await asyncio.sleep(0.3)
+        await self._bus.clear(agent_id)
+
+
+async def test_l5_a_sign_in_during_a_sign_out_keeps_its_events(
+    backend: Node, managers: Callable[..., Awaitable[SessionManager]]
+) -> None:
+    """L5: a sign-out that deleted the session and then cleared the queue, in two round trips,
+    wiped the events of a sign-in that came in between; now both are one step each."""
+    store, bus = backend
+    signing_out = await managers((store, SlowClear(bus)))
+    signing_in = await managers()
+    old, _ = await signing_in.sign_in(101, SIGN_IN)
+    await signing_out.poll_events(101, old.guid, 0)  # the sign-in events, taken
+    leaving = asyncio.create_task(signing_out.sign_out(101, old.guid))
+    for _ in range(100):
+        if await store.get(101) is None:
+            break
+        await asyncio.sleep(0.01)
+    new, _ = await signing_in.sign_in(101, SIGN_IN)
+    await leaving
+    names = []
+    while (event := (await signing_in.poll_events(101, new.guid, 0))[1]) is not None:
+        names.append(event.event_type)
+    assert names == ["AgentOther_InService", "AgentState_Ready"]
+
+
+# -- L14: Redis holds digests of GUIDs, never a GUID ---------------------------------------------
+
+
+async def test_l14_redis_holds_keyed_digests_and_polls_send_no_guid(
+    raw_redis: redis.asyncio.Redis,
+    prefix: str,
+    backend: Node,
+    managers: Callable[..., Awaitable[SessionManager]],
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """L14: the session hash held the GUIDs in clear, and every poll sent a new GUID in its
+    script's arguments. Now Redis holds HMAC-SHA256 digests under GUID_DIGEST_KEY, and a poll
+    sends only digests, a new one only when a rotation is due."""
+    key = "k" * 32
+    manager = await managers(backend, GUID_DIGEST_KEY=key)
+    sent: list[bytes] = []
+    pack = lane.pack
+
+    def packing(args: Sequence[lane.Arg]) -> bytes:
+        packed = pack(args)
+        sent.append(packed)
+        return packed
+
+    monkeypatch.setattr(lane, "pack", packing)
+    first, _ = await manager.sign_in(101, SIGN_IN)
+    clock.advance(TOUCH_EVERY_MS)
+    await manager.poll_events(101, first.guid, 0)
+    clock.advance(INTERVAL_MS)
+    rotated, _ = await manager.poll_events(101, first.guid, 0)
+    assert rotated.guid != first.guid
+    await manager.poll_events(101, rotated.guid, 0)
+    held = [*sent]  # what the polls sent, and all Redis holds
+    async for name in raw_redis.scan_iter(match=f"{prefix}*"):
+        kind = await raw_redis.type(name)
+        if kind == b"hash":
+            held += [cast("bytes", v) for kv in (await raw_redis.hgetall(name)).items() for v in kv]
+        elif kind == b"list":
+            held += [cast("bytes", v) for v in await raw_redis.lrange(name, 0, -1)]
+    everything = b" ".join(held)
+    for guid in (first.guid, rotated.guid):
+        assert guid.split(".")[0].encode() not in everything
+    raw = await raw_redis.hgetall(f"{prefix}session:101")
+    assert raw[b"guid"] == digest_under(key, rotated.guid).encode()
+    assert json.loads(raw[b"retired"])[0][0] == digest_under(key, first.guid)
+
+
+def digest_under(key: str, guid: str) -> str:
+    return hmac.new(key.encode(), guid.encode(), hashlib.sha256).hexdigest()
+
+
+async def test_l14_a_session_left_by_an_older_version_is_no_session(
+    raw_redis: redis.asyncio.Redis,
+    prefix: str,
+    backend: Node,
+    managers: Callable[..., Awaitable[SessionManager]],
+    clock: ManualClock,
+) -> None:
+    """L14: after an upgrade, a session hash written by the version that kept GUIDs in clear is
+    no session (100-006, never a crash); the agent signs in again, plainly, over it; the sweep
+    removes such a hash."""
+    store, _ = backend
+    manager = await managers(backend)
+    now = clock.now_ms()
+    for agent_id in (101, 102):
+        guid = f"{uuid.uuid4()}.AgentGateway0"
+        old = SessionRecord(agent_id, guid, now, now, now, "AgentGateway0", version=3)
+        fields = [str(field) for field in session_fields(old, version=3)]
+        old_hash = dict(zip(fields[::2], fields[1::2], strict=True))
+        del old_hash["credential"]  # a field the older version did not write
+        await raw_redis.hset(f"{prefix}session:{agent_id}", mapping=old_hash)  # type: ignore[arg-type]
+        await raw_redis.zadd(f"{prefix}last_seen", {str(agent_id): now})
+    assert await store.get(101) is None
+    for call in (
+        manager.poll_events(101, guid, 0),
+        manager.authenticate(101, guid),
+        manager.replace_guid(101, guid),
+        manager.sign_out(101, guid),
+    ):
+        with pytest.raises(GatewayError) as refused:
+            await call
+        assert retcode_of(refused) == "100-006"
+    session, _ = await manager.sign_in(101, SIGN_IN)
+    assert session.version == 4
+    assert (await manager.poll_events(101, session.guid, 0))[1] is not None
+    clock.advance(IDLE_MS + 1)
+    assert await store.idle_since(clock.now_ms()) == [101]
+    assert await raw_redis.exists(f"{prefix}session:102") == 0
+    assert await store.count() == 1
+
+
+async def test_l14_changing_the_guid_key_signs_everyone_out(
+    raw_redis: redis.asyncio.Redis,
+    prefix: str,
+    backend: Node,
+    managers: Callable[..., Awaitable[SessionManager]],
+) -> None:
+    """L14: sessions made under another GUID_DIGEST_KEY (another key id) are no session."""
+    store, bus = backend
+    manager = await managers(backend)
+    session, _ = await manager.sign_in(101, SIGN_IN)
+    other = RedisSessionStore(store._redis, bus, key_id="another")  # type: ignore[attr-defined, arg-type]
+    assert await other.get(101) is None
+    moved = await managers((other, bus))
+    with pytest.raises(GatewayError) as refused:
+        await moved.poll_events(101, session.guid, 0)
+    assert retcode_of(refused) == "100-006"
+    again, _ = await moved.sign_in(101, SIGN_IN)
+    assert (await moved.poll_events(101, again.guid, 0))[1] is not None

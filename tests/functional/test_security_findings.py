@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from ccgateway import retcodes
 from ccgateway.cli import cli
+from ccgateway.config import SECRET_KEYS, load_settings
+from ccgateway.errors import ConfigError
 from ccgateway.recordings.catalog import Registration
 from ccgateway.sources.base import MediaSource
 from ccgateway.stores.base import AuditRecord, FileType
@@ -539,3 +542,14 @@ async def test_m4_a_foreign_conference_runs_the_statements_of_an_unknown_one(
         sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
     assert runs[CONF] == runs[OTHER_CONF] == runs["unknown-conference-id"]
     assert len(runs[CONF]) == 1
+
+
+def test_l14_the_guid_digest_key_is_a_secret_of_the_configuration() -> None:
+    """L14: ``GUID_DIGEST_KEY`` is a credential: a configuration error names it, never its
+    value."""
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ={}, GUID_DIGEST_KEY="short secret")
+    assert "GUID_DIGEST_KEY" in str(error.value) and "short secret" not in str(error.value)
+    assert "GUID_DIGEST_KEY" in SECRET_KEYS
+    settings = load_settings(environ={}, GUID_DIGEST_KEY="k" * 32)
+    assert settings.guid_digest_key == "k" * 32 and "k" * 32 not in repr(settings)

@@ -19,6 +19,18 @@ An event poll (``poll_events``) authenticates, records itself, rotates and takes
 one atomic step of the store (``SessionStore.poll``: one round trip on Redis), then waits for an
 event if none was waiting. ``wake_polls`` (shutdown) makes waiting polls answer empty at once.
 
+Sign-in and sign-out are each one atomic step of the store too (``SessionStore.sign_in``: the
+sign-in rule ``may_replace``, the new session, the cleared queue and the sign-in events;
+``SessionStore.sign_out``: the session and its queue), and a sign-in hands back the session it
+created, never a concurrent one's.
+
+The stores never hold a GUID: they hold its keyed digest (``guid_digest``, HMAC-SHA256 with
+``GUID_DIGEST_KEY``), and every GUID presented is digested before it is compared. The clear GUID
+exists only in the answer that issues it (sign-in, ``updateGuid``, the poll that rotates) and in the
+client's requests; the records this manager hands out carry the clear GUID the client is to use
+(the one it presented, or the one just issued). A poll sends no new GUID to the store unless a
+rotation is due (the store answers ``Refusal.ROTATE``; the manager then asks once more with one).
+
 Errors: no session → 100-006 (an idle one is signed out first); a session but a wrong, missing or
 expired GUID → 000-003.
 """
@@ -27,6 +39,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import hmac
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -49,6 +63,7 @@ from ccgateway.stores.base import (
     Refusal,
     SessionRecord,
     SessionStore,
+    SignInRules,
 )
 
 _CAS_ATTEMPTS = 8
@@ -70,6 +85,20 @@ def new_guid(node_name: str) -> str:
     return f"{uuid.UUID(bytes=secrets.token_bytes(16), version=4)}.{node_name}"
 
 
+def guid_digest(key: str, guid: str) -> str:
+    """The GUID as the stores hold it: HMAC-SHA256 under ``key`` (``GUID_DIGEST_KEY``), hex;
+    ``""`` for no GUID (never accepted)."""
+    if not guid:
+        return ""
+    return hmac.new(key.encode(), guid.encode(), hashlib.sha256).hexdigest()
+
+
+def guid_key_id(key: str) -> str:
+    """A name for ``key`` that does not reveal it: a store tags its sessions with it, so that
+    sessions digested under another key are no session (``RedisSessionStore``)."""
+    return hmac.new(key.encode(), b"ccgateway GUID key id", hashlib.sha256).hexdigest()[:16]
+
+
 class SessionManager:
     def __init__(
         self,
@@ -84,6 +113,7 @@ class SessionManager:
         self._directory = directory
         self._store = store
         self._events = events
+        self._guid_key = settings.guid_digest_key
         self._waking = False  # see wake_polls
         self._waiting: set[asyncio.Future[Event | None]] = set()
 
@@ -96,9 +126,10 @@ class SessionManager:
         if agent is None:
             raise GatewayError(retcodes.WRONG_PASSWORD)
         now, idle_ms = self._clock.now_ms(), self._settings.agent_idle_timeout_ms
+        guid = new_guid(self._settings.node_name)
         session = SessionRecord(
             agent_id=agent_id,
-            guid=new_guid(self._settings.node_name),
+            guid=self._digest(guid),
             guid_issued_ms=now,
             signed_in_ms=now,
             last_seen_ms=now,
@@ -110,28 +141,20 @@ class SessionManager:
             },
             credential=credential_of(agent),
         )
-        for _ in range(_CAS_ATTEMPTS):
-            if await self._store.create(session):
-                break
-            existing = await self._store.get(agent_id)
-            if existing is not None and not force and not is_idle(existing, now, idle_ms):
-                raise GatewayError(retcodes.ALREADY_SIGNED_IN)
-            if existing is not None:
-                await self._store.delete(agent_id, existing.version)
-        else:
+        stored = await self._store.sign_in(
+            session,
+            sign_in_events(agent_id, request.status, now),
+            SignInRules(now_ms=now, idle_timeout_ms=idle_ms, force=force),
+        )
+        if stored is None:
             raise GatewayError(retcodes.ALREADY_SIGNED_IN)
-        await self._events.clear(agent_id)
-        for event in sign_in_events(agent_id, request.status, now):
-            await self._events.publish(event)
-        stored = await self._store.get(agent_id)
-        return (stored or session), agent
+        return dataclasses.replace(stored, guid=guid), agent
 
     async def sign_out(self, agent_id: int, guid: str | None) -> None:
         """Sign the agent out (logout and forcelogout: this gateway holds no calls to release)."""
         for _ in range(_CAS_ATTEMPTS):
             session = await self._current(agent_id, guid)
-            if await self._store.delete(agent_id, session.version):
-                await self._events.clear(agent_id)
+            if await self._store.sign_out(agent_id, session.version):
                 return
         raise GatewayError(retcodes.NO_RIGHT)
 
@@ -156,8 +179,7 @@ class SessionManager:
         for agent_id in await self._store.idle_since(cutoff):
             session = await self._store.get(agent_id)
             if session is not None and session.last_seen_ms < cutoff:
-                if await self._store.delete(agent_id, session.version):
-                    await self._events.clear(agent_id)
+                if await self._store.sign_out(agent_id, session.version):
                     gone.append(agent_id)
         return gone
 
@@ -182,13 +204,15 @@ class SessionManager:
     # -- authentication -------------------------------------------------------------------------
 
     async def authenticate(self, agent_id: int, guid: str | None) -> SessionRecord:
-        """The agent's session if ``guid`` is currently accepted for it."""
+        """The agent's session if ``guid`` is currently accepted for it (with ``guid``)."""
         now = self._clock.now_ms()
         session = await self._store.get(agent_id)
-        admitted = admit(session, guid or "", now, self._settings.agent_idle_timeout_ms)
+        digest = self._digest(guid or "")
+        admitted = admit(session, digest, now, self._settings.agent_idle_timeout_ms)
         if isinstance(admitted, PollRefused):
             raise await self._refused(agent_id, admitted)
-        return await self._granted(admitted)
+        granted = await self._granted(admitted)
+        return dataclasses.replace(granted, guid=guid or "")
 
     async def poll_events(
         self, agent_id: int, guid: str | None, wait_s: float
@@ -199,16 +223,28 @@ class SessionManager:
 
         The authentication, the session write and the claim of an event already waiting are one
         atomic step of the store (``SessionStore.poll``; one round trip on Redis): a session
-        replaced after it (force sign-in, sign-out) takes no event from this poll.
+        replaced after it (force sign-in, sign-out) takes no event from this poll. Only when a
+        rotation is due does it take a second step, with the new GUID's digest.
+
+        The session handed back carries the GUID the client is to use next: the one it
+        presented, or the one this poll issued.
         """
-        polled = await self._store.poll(agent_id, guid or "", self._rules(self._clock.now_ms()))
+        digest = self._digest(guid or "")
+        now = self._clock.now_ms()
+        polled = await self._store.poll(agent_id, digest, self._rules(now, ""))
+        issued = ""
+        if isinstance(polled, PollRefused) and polled.reason is Refusal.ROTATE:
+            issued = new_guid(self._settings.node_name)
+            polled = await self._store.poll(agent_id, digest, self._rules(now, issued))
         if isinstance(polled, PollRefused):
             raise await self._refused(agent_id, polled)
         # An event the poll claimed for an ended session is dropped with the session's queue.
         await self._granted(polled.session)
+        clear = issued if issued and polled.session.guid == self._digest(issued) else guid
+        session = dataclasses.replace(polled.session, guid=clear or "")
         if polled.event is not None or wait_s <= 0:
-            return polled.session, polled.event
-        return polled.session, await self._wait(agent_id, wait_s, polled.generation)
+            return session, polled.event
+        return session, await self._wait(agent_id, wait_s, polled.generation)
 
     def wake_polls(self) -> None:
         """Shutting down: every poll waiting for an event answers empty now, and later polls
@@ -235,7 +271,11 @@ class SessionManager:
         finally:
             self._waiting.discard(waiting)
 
-    def _rules(self, now: int) -> PollRules:
+    def _digest(self, guid: str) -> str:
+        return guid_digest(self._guid_key, guid)
+
+    def _rules(self, now: int, issued: str) -> PollRules:
+        """The rules of a poll at ``now``, rotating to ``issued`` (its digest) if given."""
         settings = self._settings
         return PollRules(
             now_ms=now,
@@ -243,33 +283,39 @@ class SessionManager:
             touch_every_ms=TOUCH_EVERY_MS,
             rotate_after_ms=settings.guid_interval_ms if settings.auth_mode == 2 else None,
             guid_timeout_ms=settings.guid_timeout_ms,
-            new_guid=new_guid(settings.node_name),
+            new_guid=self._digest(issued),
         )
 
     async def replace_guid(self, agent_id: int, guid: str | None) -> SessionRecord:
         """updateGuid: issue a new GUID now; the one presented stops being accepted."""
         for _ in range(_CAS_ATTEMPTS):
             session = await self._current(agent_id, guid)
-            now = self._clock.now_ms()
+            now, issued = self._clock.now_ms(), new_guid(self._settings.node_name)
             updated = dataclasses.replace(
                 session,
-                guid=new_guid(self._settings.node_name),
+                guid=self._digest(issued),
                 guid_issued_ms=now,
                 last_seen_ms=now,
                 retired=(),
             )
             if await self._store.swap(session, updated):
-                return dataclasses.replace(updated, version=session.version + 1)
+                return dataclasses.replace(updated, guid=issued, version=session.version + 1)
         raise GatewayError(retcodes.NO_RIGHT)
 
     # -- rules ----------------------------------------------------------------------------------
 
     async def _current(self, agent_id: int, guid: str | None) -> SessionRecord:
-        """``authenticate``, with the session's current GUID only (``pollrule.is_current``)."""
-        session = await self.authenticate(agent_id, guid)
-        if not is_current(session, guid or ""):
+        """``authenticate``, with the session's current GUID only (``pollrule.is_current``); the
+        session as stored (its GUID a digest)."""
+        now = self._clock.now_ms()
+        session = await self._store.get(agent_id)
+        digest = self._digest(guid or "")
+        admitted = admit(session, digest, now, self._settings.agent_idle_timeout_ms)
+        if isinstance(admitted, PollRefused):
+            raise await self._refused(agent_id, admitted)
+        if not is_current(admitted, digest):
             raise GatewayError(retcodes.NO_RIGHT)
-        return session
+        return await self._granted(admitted)
 
     async def _granted(self, session: SessionRecord) -> SessionRecord:
         """``session``, if still granted; else it has ended: removed, and 100-006 raised."""
@@ -292,16 +338,12 @@ class SessionManager:
 
     async def _end(self, session: SessionRecord) -> bool:
         """Remove ``session`` (if unchanged since read) and its queued events."""
-        if not await self._store.delete(session.agent_id, session.version):
-            return False
-        await self._events.clear(session.agent_id)
-        return True
+        return await self._store.sign_out(session.agent_id, session.version)
 
     async def _refused(self, agent_id: int, refused: PollRefused) -> GatewayError:
         """The error a refused request answers; an idle session is signed out first."""
         if refused.reason is Refusal.GUID:
             return GatewayError(retcodes.NO_RIGHT)
         if refused.reason is Refusal.IDLE:
-            await self._store.delete(agent_id, refused.version)
-            await self._events.clear(agent_id)
+            await self._store.sign_out(agent_id, refused.version)
         return GatewayError(retcodes.NOT_SIGNED_IN)

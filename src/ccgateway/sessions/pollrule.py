@@ -11,9 +11,11 @@ poll is, checked in this order:
 3. refused, ``GUID``, unless the GUID is accepted (``guid_accepted``, in ``stores/base.py`` for
    the stores' use too): the session's own, or a retired one whose grace has not ended
    (``now_ms <= valid_until``);
-4. accepted and ``ROTATED`` when ``rotate_after_ms`` is set (AUTHMODE=2) and at least that long
-   has passed since the GUID was issued: ``new_guid`` becomes the GUID, issued now; the old one is
-   retired until ``now_ms + guid_timeout_ms``, after the retired GUIDs still valid (those whose
+4. when ``rotate_after_ms`` is set (AUTHMODE=2) and at least that long has passed since the GUID
+   was issued: refused, ``ROTATE``, when the poll brought no ``new_guid`` (``""``: the caller
+   asks again with one, so a new GUID is made and sent only when one is due); else accepted and
+   ``ROTATED``: ``new_guid`` becomes the GUID, issued now; the old one is retired until
+   ``now_ms + guid_timeout_ms``, after the retired GUIDs still valid (those whose
    ``valid_until`` is before now are dropped); last seen becomes now;
 5. else accepted and ``TOUCHED`` (last seen becomes now) when last seen is ``touch_every_ms`` or
    more ago;
@@ -29,11 +31,16 @@ stores sit below ``sessions``: ``gateway.py`` hands it ``decide``), and its mirr
 ``POLL`` in ``stores/redis/scripts.py``, which ``RedisSessionStore.poll`` runs inside Redis (one
 atomic round trip; Lua cannot call this module). A change to one must change the other:
 ``tests/contract/test_poll_rule.py`` runs one table of every branch against both stores, with
-``decide`` as the oracle, and fails on a divergence. (The mirror compares SHA-1 digests of the
-GUIDs; ``RedisSessionStore.poll`` then checks the GUID again with ``guid_accepted``.)
+``decide`` as the oracle, and fails on a divergence. (``RedisSessionStore.poll`` checks the GUID
+again with ``guid_accepted`` on the session the script returns.)
+
+The GUIDs here are the digests the stores hold (``SessionRecord.guid``): the manager digests a
+presented GUID before it asks.
 
 ``SessionManager`` uses the same pieces outside a poll: ``admit`` (``authenticate``), ``is_idle``
-(sign-in over an idle session, ``is_signed_in``).
+(``is_signed_in``). The sign-in rule, ``may_replace`` (a sign-in replaces an existing session only
+when forced or over an idle one), and ``is_idle`` live in ``stores/base.py`` for the stores' use
+(``SessionStore.sign_in``; mirrored by the Lua script ``SIGN_IN``) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ from ccgateway.stores.base import (
     Refusal,
     SessionRecord,
     guid_accepted,
+    is_idle,
+    may_replace,
 )
 
 __all__ = [
@@ -59,15 +68,11 @@ __all__ = [
     "guid_accepted",
     "is_current",
     "is_idle",
+    "may_replace",
     "rotated",
 ]
 
 _NO_SESSION: Final = PollRefused(Refusal.NO_SESSION)
-
-
-def is_idle(session: SessionRecord, now_ms: int, idle_timeout_ms: int) -> bool:
-    """Last seen more than ``idle_timeout_ms`` before ``now_ms`` (step 2)."""
-    return now_ms - session.last_seen_ms > idle_timeout_ms
 
 
 def due_for_rotation(session: SessionRecord, now_ms: int, rotate_after_ms: int | None) -> bool:
@@ -113,6 +118,8 @@ def decide(session: SessionRecord | None, guid: str, rules: PollRules) -> Accept
     if isinstance(admitted, PollRefused):
         return admitted
     if due_for_rotation(admitted, now, rules.rotate_after_ms):
+        if not rules.new_guid:
+            return PollRefused(Refusal.ROTATE, admitted.version)
         after = rotated(admitted, now, rules.new_guid, rules.guid_timeout_ms)
         change = Change.ROTATED
     elif now - admitted.last_seen_ms >= rules.touch_every_ms:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
@@ -35,9 +35,12 @@ class AgentRecord:
 class SessionRecord:
     """One signed-in agent.
 
-    ``retired`` holds GUIDs rotated out and the epoch ms until which each is still accepted.
-    ``version`` increases on every change; ``SessionStore.swap`` compares it. ``credential`` is
-    the fingerprint of the agent's directory entry the session was granted on
+    ``guid`` is the GUID as the stores hold it: its keyed digest (``sessions/manager.py``
+    ``guid_digest``), never the GUID itself; the GUIDs presented are digested the same way before
+    any comparison. (``SessionManager`` hands its callers the record with the clear GUID.)
+    ``retired`` holds (the digests of) GUIDs rotated out and the epoch ms until which each is
+    still accepted. ``version`` increases on every change; ``SessionStore.swap`` compares it.
+    ``credential`` is the fingerprint of the agent's directory entry the session was granted on
     (``agents.directory.credential_of``): once the entry's differs, the session has ended.
     """
 
@@ -51,6 +54,33 @@ class SessionRecord:
     version: int = 0
     attributes: Mapping[str, Any] = field(default_factory=dict)
     credential: str = ""
+
+
+def is_idle(session: SessionRecord, now_ms: int, idle_timeout_ms: int) -> bool:
+    """Last seen more than ``idle_timeout_ms`` before ``now_ms`` (step 2 of the poll rule,
+    ``sessions/pollrule.py``; here, below it, for the stores too)."""
+    return now_ms - session.last_seen_ms > idle_timeout_ms
+
+
+@dataclass(frozen=True)
+class SignInRules:
+    """The rules of a sign-in at one moment, for ``SessionStore.sign_in``: ``now_ms``, the idle
+    timeout, and whether it is a force sign-in."""
+
+    now_ms: int
+    idle_timeout_ms: int
+    force: bool
+
+
+def may_replace(existing: SessionRecord, rules: SignInRules) -> bool:
+    """The sign-in rule: whether a sign-in may replace the agent's ``existing`` session (else it
+    is refused, ``100-002``): a force sign-in may, and any sign-in over an idle session may.
+
+    Pure, one place: ``MemorySessionStore.sign_in`` runs it; the Lua script ``SIGN_IN``
+    (``stores/redis/scripts.py``) MIRRORS it (a change to one must change the other;
+    ``tests/contract/test_session_store.py`` runs its table against both stores).
+    """
+    return rules.force or is_idle(existing, rules.now_ms, rules.idle_timeout_ms)
 
 
 def guid_accepted(session: SessionRecord, guid: str, now_ms: int) -> bool:
@@ -73,8 +103,10 @@ class PollRules:
 
     ``now_ms``; the idle timeout; how often a poll records itself as last seen; with
     ``rotate_after_ms`` set (AUTHMODE=2), how long a GUID lives before a poll replaces it by
-    ``new_guid``, and ``guid_timeout_ms``, how long the replaced one is still accepted. What a poll
-    does with them is the poll rule, ``sessions/pollrule.py``.
+    ``new_guid`` (a digest, as ``SessionRecord.guid``), and ``guid_timeout_ms``, how long the
+    replaced one is still accepted. ``new_guid`` is ``""`` unless the caller knows a rotation is
+    due: then a poll that would rotate is refused (``Refusal.ROTATE``) and the caller asks again
+    with one. What a poll does with them is the poll rule, ``sessions/pollrule.py``.
     """
 
     now_ms: int
@@ -104,6 +136,7 @@ class Refusal(enum.Enum):
     NO_SESSION = "no_session"
     IDLE = "idle"
     GUID = "guid"  # not accepted: wrong, expired or missing
+    ROTATE = "rotate"  # accepted, a rotation is due, and the poll brought no new GUID: ask again
 
 
 @dataclass(frozen=True)
@@ -204,6 +237,23 @@ class SessionStore(Protocol):
         claims the agent's oldest event, without waiting, from the EventBus the store was built
         with. A refused poll changes nothing and claims nothing.
         """
+        ...
+
+    async def sign_in(
+        self, session: SessionRecord, events: Sequence[Event], rules: SignInRules
+    ) -> SessionRecord | None:
+        """A sign-in, atomically (one round trip on a shared store): unless the agent has a
+        session that ``may_replace`` keeps, store ``session`` in place of any (at the replaced
+        session's version + 1, or 1), clear the agent's event queue (as ``EventBus.clear``) and
+        queue ``events`` on the EventBus the store was built with.
+
+        Returns the session this call stored (never another caller's), or None when refused.
+        """
+        ...
+
+    async def sign_out(self, agent_id: int, version: int | None = None) -> bool:
+        """``delete`` and ``EventBus.clear`` of the agent's queue in one atomic step; False
+        (nothing done) when there is no session or it is not at ``version``."""
         ...
 
 

@@ -2,7 +2,9 @@
 
 ``MemorySessionStore.poll`` runs the poll rule it was built with (``sessions/pollrule.decide``,
 handed over by ``gateway.py``: the stores sit below ``sessions``) and claims from its
-``MemoryEventBus`` with no ``await`` in between: one atomic step in the event loop.
+``MemoryEventBus`` with no ``await`` in between: one atomic step in the event loop. ``sign_in``
+(the rule ``may_replace``, the queue's reset, the sign-in events) and ``sign_out`` are atomic the
+same way: the waiting polls are only woken after the step.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections import deque
+from collections.abc import Sequence
 
 from ccgateway.stores.base import (
     Change,
@@ -20,6 +23,8 @@ from ccgateway.stores.base import (
     PollRule,
     PollRules,
     SessionRecord,
+    SignInRules,
+    may_replace,
 )
 
 
@@ -54,6 +59,29 @@ class MemorySessionStore:
         del self._sessions[agent_id]
         return True
 
+    async def sign_in(
+        self, session: SessionRecord, events: Sequence[Event], rules: SignInRules
+    ) -> SessionRecord | None:
+        existing = self._sessions.get(session.agent_id)
+        if existing is not None and not may_replace(existing, rules):
+            return None
+        version = 1 if existing is None else existing.version + 1
+        stored = self._sessions[session.agent_id] = dataclasses.replace(session, version=version)
+        self._events.reset(session.agent_id)
+        for event in events:
+            self._events.put(event)
+        await self._events.wake(session.agent_id)
+        return stored
+
+    async def sign_out(self, agent_id: int, version: int | None = None) -> bool:
+        current = self._sessions.get(agent_id)
+        if current is None or (version is not None and current.version != version):
+            return False
+        del self._sessions[agent_id]
+        self._events.reset(agent_id)
+        await self._events.wake(agent_id)
+        return True
+
     async def idle_since(self, before_ms: int) -> list[int]:
         return [s.agent_id for s in self._sessions.values() if s.last_seen_ms < before_ms]
 
@@ -86,13 +114,29 @@ class MemoryEventBus:
         return signal
 
     async def publish(self, event: Event) -> None:
+        self.put(event)
+        signal = self._signal(event.work_no)
+        async with signal:
+            signal.notify()
+
+    def put(self, event: Event) -> None:
+        """Queue ``event`` without waking anyone (``publish`` wakes one poll)."""
         queue = self._queues.get(event.work_no)
         if queue is None:
             queue = self._queues[event.work_no] = deque(maxlen=self._max_queued)
         queue.append(event)
-        signal = self._signal(event.work_no)
-        async with signal:
-            signal.notify()
+
+    def reset(self, agent_id: int) -> None:
+        """Drop the queue and start a new generation, without waking anyone (``clear`` does)."""
+        self._queues.pop(agent_id, None)
+        self._generations[agent_id] = self._generations.get(agent_id, 0) + 1
+
+    async def wake(self, agent_id: int) -> None:
+        """Wake every poll waiting on the agent's queue (each then sees what changed)."""
+        signal = self._signals.get(agent_id)
+        if signal is not None:
+            async with signal:
+                signal.notify_all()
 
     def claim(self, agent_id: int) -> tuple[int, Event | None]:
         """The queue's generation, and its oldest event taken (None when empty), at once.
@@ -130,9 +174,5 @@ class MemoryEventBus:
 
     async def clear(self, agent_id: int) -> None:
         """Drop the queue, and release polls waiting on it with no event."""
-        self._queues.pop(agent_id, None)
-        self._generations[agent_id] = self._generations.get(agent_id, 0) + 1
-        signal = self._signals.get(agent_id)
-        if signal is not None:
-            async with signal:
-                signal.notify_all()
+        self.reset(agent_id)
+        await self.wake(agent_id)

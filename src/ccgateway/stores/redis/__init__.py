@@ -16,7 +16,8 @@ The modules:
 A node builds the bus first, then the store with it: ``RedisSessionStore(client, bus)``.
 
 An event poll in one round trip: ``RedisSessionStore.poll`` (one script, ``POLL``, the mirror of
-``sessions/pollrule.py``) checks the GUID, records "last seen" and rotates the GUID when due, and
+``sessions/pollrule.py``) checks the GUID's digest, records "last seen" and rotates the GUID
+when due (asked again with the new GUID's digest: ``Refusal.ROTATE``), and
 claims the oldest event under the generation it reads, atomically; ``SessionManager.poll_events``
 uses it and, when no event was waiting, blocks in ``RedisEventBus.next`` under that generation. A
 poll that found an event waiting thus costs one ``EVALSHA``; the session and its queue are read in
@@ -27,6 +28,9 @@ Connections: the poll and claim scripts, the commands every poll sends, go over 
 pipelined connection (``ScriptLane``, ``lane.py``: half redis-py's CPU per call), opened with the
 client's address, credentials and database; with a TLS or Sentinel client they go through
 redis-py. Close the bus (``aclose``) before the client.
+
+Sign-in and sign-out are one script each too (``SIGN_IN``, ``SIGN_OUT``): session, queue and
+sign-in events change together.
 
 Errors: redis-py's exceptions (``redis.exceptions.ConnectionError``, ``TimeoutError``, ...)
 propagate as they are; nothing here translates or swallows them.

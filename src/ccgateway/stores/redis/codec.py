@@ -1,7 +1,9 @@
 """How sessions and events are written in Redis: a session as hash fields, an event as JSON.
 
 ``attributes`` and ``retired`` travel as JSON: values must be JSON-serialisable, and they come
-back as JSON gives them (tuples as lists, mappings as dicts).
+back as JSON gives them (tuples as lists, mappings as dicts). ``guid`` and the GUIDs of
+``retired`` are digests (``SessionRecord``). The store adds one field of its own, ``key_id``
+(``RedisSessionStore``): a hash without it, or with another, is no session.
 """
 
 from __future__ import annotations
@@ -53,6 +55,15 @@ def session_from(raw: Mapping[bytes | str, bytes | str]) -> SessionRecord:
         attributes=json.loads(fields["attributes"]),
         credential=fields.get("credential", ""),
     )
+
+
+def stored_session(raw: Mapping[bytes | str, bytes | str], key_id: str) -> SessionRecord | None:
+    """The session a hash holds, or None: none, or one without ``key_id`` (written under
+    another GUID key, or by an older version)."""
+    fields: dict[bytes | str, bytes | str] = {text(k): text(v) for k, v in raw.items()}
+    if not fields or fields.get("key_id") != key_id:
+        return None
+    return session_from(fields)
 
 
 def event_json(event: Event) -> str:

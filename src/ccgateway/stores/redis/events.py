@@ -38,7 +38,7 @@ from ccgateway.stores.base import Event
 from ccgateway.stores.redis import scripts
 from ccgateway.stores.redis.codec import event_from, event_json
 from ccgateway.stores.redis.keys import DEFAULT_PREFIX, DEFAULT_TTL_S, RedisKeys
-from ccgateway.stores.redis.lane import Script, ScriptLane
+from ccgateway.stores.redis.lane import DEFAULT_REPLY_TIMEOUT_S, Script, ScriptLane
 
 log = logging.getLogger("ccgateway.stores.redis")
 
@@ -62,6 +62,7 @@ class RedisEventBus:
         *,
         max_queued: int = 1000,
         ttl_s: float = DEFAULT_TTL_S,
+        reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S,
     ) -> None:
         if max_queued < 1:
             raise ValueError("max_queued must be at least 1")
@@ -74,7 +75,8 @@ class RedisEventBus:
         self._clear = client.register_script(scripts.CLEAR)
         self._fallbacks: dict[Script, AsyncScript] = {}
         self._giving_back: set[asyncio.Task[None]] = set()
-        self._lane = ScriptLane.for_client(client)
+        # Its scripts' replies are awaited ``reply_timeout_s`` at most (``lane.py``).
+        self._lane = ScriptLane.for_client(client, reply_timeout_s=reply_timeout_s)
 
     async def aclose(self) -> None:
         """Close the bus's own connection (the scripts' lane); the client stays open."""

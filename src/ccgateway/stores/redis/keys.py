@@ -3,7 +3,9 @@
 Under a prefix (default ``ccgw:``):
 
 ``<prefix>session:<agent_id>``
-    hash, one field per ``SessionRecord`` field (``retired`` and ``attributes`` as JSON); expires
+    hash, one field per ``SessionRecord`` field (``retired`` and ``attributes`` as JSON; ``guid``
+    and the retired GUIDs as digests, never GUIDs), plus ``key_id`` (``RedisSessionStore``: a hash
+    without the store's is no session); expires
     ``ttl_s`` (24 h) after its last create or swap (or a poll's write), so an abandoned session
     does not live forever.
 ``<prefix>last_seen``

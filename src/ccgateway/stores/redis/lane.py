@@ -17,7 +17,10 @@ same request is sent again as ``EVAL`` with the script's text.
 Plain TCP and Unix sockets only, with AUTH and SELECT taken from the redis-py client's settings;
 ``ScriptLane.for_client`` returns None for anything else (TLS, Sentinel): then redis-py runs the
 scripts. A lost connection fails every request waiting on it with redis-py's ``ConnectionError``;
-the next request connects again.
+the next request connects again. So does a hung one: a request with no reply for
+``reply_timeout_s`` (``DEFAULT_REPLY_TIMEOUT_S``) fails, with every request waiting behind it, with
+redis-py's ``TimeoutError`` ("no reply from Redis within ..."), and the connection is dropped: a
+Redis that stops answering stalls the node's polls for that long at most, not for ever.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 Arg = bytes | str | int
 
 _CRLF = b"\r\n"
+
+# Redis answers a script in microseconds to milliseconds: this long a silence is a hung server.
+DEFAULT_REPLY_TIMEOUT_S = 5.0
 
 
 class RespError(redis.exceptions.ResponseError):
@@ -99,9 +105,12 @@ def parse(buffer: bytearray, pos: int = 0) -> tuple[Any, int] | None:
 class _Protocol(asyncio.Protocol):
     """Requests out as they come, replies in to the oldest waiting request."""
 
-    def __init__(self) -> None:
+    def __init__(self, reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S) -> None:
         self._buffer = bytearray()
         self._waiting: collections.deque[Callable[[Any], None]] = collections.deque()
+        self._sent: collections.deque[float] = collections.deque()  # when each waiting one was
+        self._timeout = reply_timeout_s
+        self._timer: asyncio.TimerHandle | None = None
         self._transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
 
@@ -113,6 +122,22 @@ class _Protocol(asyncio.Protocol):
             raise redis.exceptions.ConnectionError("Redis connection lost")
         self._transport.write(payload)
         self._waiting.append(on_reply)
+        loop = asyncio.get_running_loop()
+        self._sent.append(loop.time())
+        if self._timer is None:
+            self._timer = loop.call_later(self._timeout, self._check_overdue)
+
+    def _check_overdue(self) -> None:
+        """The oldest waiting request has had no reply for ``reply_timeout_s``: fail them all."""
+        self._timer = None
+        if not self._sent or self.lost is not None:
+            return
+        loop = asyncio.get_running_loop()
+        left = self._sent[0] + self._timeout - loop.time()
+        if left > 0:
+            self._timer = loop.call_later(left, self._check_overdue)
+            return
+        self._fail(redis.exceptions.TimeoutError(f"no reply from Redis within {self._timeout:g} s"))
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -126,6 +151,7 @@ class _Protocol(asyncio.Protocol):
             if parsed is None:
                 break
             value, pos = parsed
+            self._sent.popleft()
             self._waiting.popleft()(value)
         del self._buffer[:pos]
 
@@ -134,8 +160,12 @@ class _Protocol(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         self.lost = error
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._transport is not None:
             self._transport.abort()
+        self._sent.clear()
         while self._waiting:
             self._waiting.popleft()(error)
 
@@ -147,15 +177,28 @@ class _Protocol(asyncio.Protocol):
 class ScriptLane:
     """The node's pipelined connection for scripts; opened on first use, reopened after a loss."""
 
-    def __init__(self, connect: Callable[[], Any], setup: Sequence[Sequence[Arg]]) -> None:
+    def __init__(
+        self,
+        connect: Callable[[Callable[[], _Protocol]], Any],
+        setup: Sequence[Sequence[Arg]],
+        *,
+        reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S,
+    ) -> None:
+        """``connect(protocol_factory)`` opens the connection; ``setup``: commands sent first
+        (AUTH, SELECT); ``reply_timeout_s``: see the module docstring."""
+        if reply_timeout_s <= 0:
+            raise ValueError("reply_timeout_s must be positive")
         self._connect = connect
+        self._reply_timeout_s = reply_timeout_s
         self._setup = [pack(command) for command in setup]
         self._protocol: _Protocol | None = None
         self._opening: asyncio.Lock | None = None
         self._closed = False
 
     @classmethod
-    def for_client(cls, client: redis.asyncio.Redis) -> ScriptLane | None:
+    def for_client(
+        cls, client: redis.asyncio.Redis, *, reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S
+    ) -> ScriptLane | None:
         """A lane to the server of ``client``, with its credentials and database, if plain."""
         pool = client.connection_pool
         settings = pool.connection_kwargs
@@ -168,10 +211,18 @@ class ScriptLane:
         loop = asyncio.get_running_loop
         if pool.connection_class is UnixDomainSocketConnection:
             path = settings["path"]
-            return cls(lambda: loop().create_unix_connection(_Protocol, path), setup)
+            return cls(
+                lambda factory: loop().create_unix_connection(factory, path),
+                setup,
+                reply_timeout_s=reply_timeout_s,
+            )
         if pool.connection_class is Connection:
             host, port = settings.get("host", "localhost"), int(settings.get("port", 6379))
-            return cls(lambda: loop().create_connection(_Protocol, host, port), setup)
+            return cls(
+                lambda factory: loop().create_connection(factory, host, port),
+                setup,
+                reply_timeout_s=reply_timeout_s,
+            )
         return None
 
     async def run(
@@ -218,7 +269,9 @@ class ScriptLane:
             if self._protocol is not None and self._protocol.lost is None:
                 return self._protocol
             try:
-                _, protocol = await asyncio.wait_for(self._connect(), 10)
+                timeout = self._reply_timeout_s
+                factory = functools.partial(_Protocol, timeout)
+                _, protocol = await asyncio.wait_for(self._connect(factory), 10)
             except (OSError, TimeoutError) as error:
                 raise redis.exceptions.ConnectionError(f"cannot reach Redis: {error}") from error
             protocol = cast("_Protocol", protocol)

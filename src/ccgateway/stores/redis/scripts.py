@@ -46,12 +46,68 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
-# KEYS: session, last_seen. ARGV: agent_id. Drops a last_seen member whose hash has expired.
+# KEYS: session, last_seen. ARGV: agent_id, key_id. Drops a last_seen member whose hash has
+# expired, and a hash of another key_id (or none: an older version's) with its member: no session.
 PRUNE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if redis.call('HGET', KEYS[1], 'key_id') ~= ARGV[2] then
+  redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
 return 0
+"""
+
+# A sign-in in one step (``RedisSessionStore.sign_in``): unless the agent's session may not be
+# replaced, the new session in place of any, the queue cleared (as ``CLEAR``) and the sign-in
+# events queued (as ``PUBLISH``).
+#
+# MIRRORS ``stores/base.py`` ``may_replace`` (the sign-in rule): a session (of this key_id) that
+# is not idle is replaced only by a force sign-in. A change to one must change the other;
+# ``tests/contract/test_session_store.py`` runs its cases against both stores.
+#
+# KEYS: session, last_seen, events, inflight, gen.
+# ARGV: now_ms, idle_timeout_ms, force ('1' or '0'), key_id, ttl_ms, agent_id, last_seen_ms,
+#       the number of events n, n event JSONs, then the session's fields and values.
+# Returns 0 when refused (nothing changed), else the new session's version: the replaced
+# session's + 1 (any hash's, even another key_id's: a stale version never matches it), or 1.
+SIGN_IN = """
+local s = redis.call('HMGET', KEYS[1], 'key_id', 'last_seen_ms', 'version')
+if s[1] == ARGV[4] and s[2] and ARGV[3] ~= '1'
+    and tonumber(ARGV[1]) - tonumber(s[2]) <= tonumber(ARGV[2]) then
+  return 0
+end
+local version = (tonumber(s[3]) or 0) + 1
+local n = tonumber(ARGV[8])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 9 + n))
+redis.call('HSET', KEYS[1], 'version', version, 'key_id', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[7], ARGV[6])
+redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('INCR', KEYS[5])
+redis.call('PEXPIRE', KEYS[5], ARGV[5])
+if n > 0 then
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 9, 8 + n))
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+end
+return version
+"""
+
+# A sign-out in one step (``RedisSessionStore.sign_out``): ``DELETE`` and ``CLEAR`` together.
+# KEYS: session, last_seen, events, inflight, gen. ARGV: agent_id, version ('' for any), ttl_ms.
+SIGN_OUT = """
+local version = redis.call('HGET', KEYS[1], 'version')
+if not version then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+if ARGV[2] ~= '' and version ~= ARGV[2] then
+  return 0
+end
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('INCR', KEYS[5])
+redis.call('PEXPIRE', KEYS[5], ARGV[3])
+return 1
 """
 
 # KEYS: events, inflight. ARGV: event JSON, max_queued, ttl_ms.
@@ -95,34 +151,38 @@ return {generation, redis.call('LPOP', KEYS[2])}
 # divergence.
 #
 # KEYS: session, last_seen, inflight, events, gen.
-# ARGV: now_ms, new_guid, SHA-1 hex of the presented GUID ('' when none was presented: no digest
-#       equals it), agent_id, and the rules' constants in one string: "idle_timeout_ms
-#       touch_every_ms rotate_after_ms (-1: never) guid_timeout_ms ttl_ms" (each argument costs
-#       redis-py some microseconds to pack).
+# ARGV: now_ms, new_guid ('' unless the caller knows a rotation is due: then a poll that would
+#       rotate is refused with reason 4 and the caller asks again with one), the presented
+#       GUID's digest ('' when none was presented: no digest equals it), agent_id, and in one
+#       string "idle_timeout_ms touch_every_ms rotate_after_ms (-1: never) guid_timeout_ms ttl_ms
+#       key_id" (each argument costs redis-py some microseconds to pack).
 # Returns a refusal, having changed nothing, as {reason, the session's version (0 without one)}:
-# reason 1 without a session, 2 when idle, 3 when the GUID is not accepted. Else one JSON object:
+# reason 1 without a session (a hash of another ``key_id``, or of none, is no session: written
+# under another GUID_DIGEST_KEY or by an older version), 2 when idle, 3 when the GUID is not
+# accepted, 4 when a rotation is due and ARGV[2] is ''. Else one JSON object:
 # {"session": the hash's fields after the poll, "generation": n, "event": the event's JSON or
 # false}. One bulk string, not an array of fields: parsing the reply is the client's biggest cost
 # (some 5 us per element in redis-py without hiredis).
-# GUIDs are compared by their SHA-1 digests: how long a comparison takes can tell an attacker
-# about the digest of the GUID at most, not about the GUID.
+# The GUIDs are keyed digests (HMAC-SHA256, ``sessions/manager.py``): Redis never sees a GUID, and
+# how long a comparison takes tells nothing about one.
 POLL = """
 local s = redis.call('HMGET', KEYS[1], 'guid', 'guid_issued_ms', 'last_seen_ms', 'retired',
-  'version')
+  'version', 'key_id')
 local guid, version = s[1], s[5]
-if not guid or not version then
+local idle, touch, rotate, grace, ttl, key_id = string.match(ARGV[5],
+  '^(%d+) (%d+) (-?%d+) (%d+) (%d+) (%S+)$')
+if not guid or not version or s[6] ~= key_id then
   return {1, 0}
 end
 local now = tonumber(ARGV[1])
-local idle, touch, rotate, grace, ttl = string.match(ARGV[5], '^(%d+) (%d+) (-?%d+) (%d+) (%d+)$')
 local seen = tonumber(s[3])
 if now - seen > tonumber(idle) then
   return {2, tonumber(version)}
 end
 local retired = cjson.decode(s[4])
-local accepted = redis.sha1hex(guid) == ARGV[3]
+local accepted = guid == ARGV[3] and ARGV[3] ~= ''
 for _, pair in ipairs(retired) do
-  if redis.sha1hex(pair[1]) == ARGV[3] and now <= pair[2] then
+  if pair[1] == ARGV[3] and now <= pair[2] then
     accepted = true
   end
 end
@@ -131,6 +191,9 @@ if not accepted then
 end
 rotate = tonumber(rotate)
 local due = rotate >= 0 and now - tonumber(s[2]) >= rotate
+if due and ARGV[2] == '' then
+  return {4, tonumber(version)}
+end
 if due or now - seen >= tonumber(touch) then
   local fields = {'last_seen_ms', ARGV[1], 'version', tostring(tonumber(version) + 1)}
   if due then
