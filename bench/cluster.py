@@ -402,6 +402,7 @@ def _run(
             NODE_NAME=f"AgentGateway{i}",
             DATABASE_URL=database_url,
             SESSIONS_URL=cl.redis_url(REDIS_DB),
+            GUID_DIGEST_KEY="bench-guid-digest-key-0123456789",
             ACCEL_REDIRECT=cl.ACCEL_PREFIX,
             ADMIN_TOKEN=TOKEN,
             AGENT_IDLE_TIMEOUT="86400000",

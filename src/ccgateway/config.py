@@ -227,7 +227,8 @@ KEYS: tuple[Key, ...] = (
         "",
         _token,
         "the key of the GUID digests the session store keeps instead of GUIDs (HMAC-SHA256); "
-        "the same on every node; changing it signs every agent out; empty: an unkeyed digest",
+        "the same on every node; changing it signs every agent out; required with Redis "
+        "(SESSIONS_URL), unused with memory://",
         ours=True,
     ),
     Key(
@@ -498,6 +499,11 @@ def load_settings(
         )
     if bool(values["TLS_CERT"]) != bool(values["TLS_KEY"]):
         raise ConfigError("TLS_CERT and TLS_KEY must be set together")
+    if values["SESSIONS_URL"] != "memory://" and not values["GUID_DIGEST_KEY"]:
+        raise ConfigError(
+            "GUID_DIGEST_KEY is required with a shared session store (SESSIONS_URL): "
+            "the same secret of at least 16 characters on every node"
+        )
     data_dir = Path(values["DATA_DIR"])
     return Settings(
         auth_mode=values["AUTHMODE"],

@@ -41,6 +41,7 @@ async def nodes(
     database = f"sqlite:///{tmp_path / 'shared.db'}"
     settings = {
         "SESSIONS_URL": shared_redis,
+        "GUID_DIGEST_KEY": "shared-guid-digest-key-0123456789",
         "DATABASE_URL": database,
         "GUIDINTERVAL": "60000",
         "GUIDTIMEOUT": "90000",

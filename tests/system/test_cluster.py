@@ -100,6 +100,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         env = cluster.gateway_env(
             DATABASE_URL=database_url,
             SESSIONS_URL=cluster.redis_url(REDIS_DB),
+            GUID_DIGEST_KEY="cluster-guid-digest-key-0123456789",
             ADMIN_TOKEN=TOKEN,
             AUTHMODE="2",
             GUIDINTERVAL="1000",

@@ -86,3 +86,15 @@ def test_l7_configuration_errors_never_print_a_secret(key: str, value: str, secr
         load_settings(environ={f"CCGW_{key}": value})
     message = str(caught.value)
     assert key in message and secret not in message
+
+
+def test_l14_a_shared_session_store_needs_the_guid_digest_key() -> None:
+    """Issue 14, L14: Redis keeps keyed GUID digests, so a node on Redis without the key (the
+    same on every node) refuses to start, saying which key is missing."""
+    with pytest.raises(ConfigError, match="GUID_DIGEST_KEY is required"):
+        load_settings(environ={}, SESSIONS_URL="redis://127.0.0.1:6379/0")
+    settings = load_settings(
+        environ={}, SESSIONS_URL="redis://127.0.0.1:6379/0", GUID_DIGEST_KEY="k" * 16
+    )
+    assert settings.guid_digest_key == "k" * 16
+    assert load_settings(environ={}).guid_digest_key == ""  # memory://: unused
