@@ -14,6 +14,11 @@ event if none was waiting. ``wake_polls`` (shutdown) makes waiting polls answer 
 
 Errors: no session → 100-006 (an idle one is signed out first); a session but a wrong, missing or
 expired GUID → 000-003.
+
+The agent's request rate (``AgentBudget``, REQUEST_RATE_PER_AGENT) is spent here, by requests whose
+GUID (``authenticate``, ``poll_events``) or password (``sign_in``) was accepted, and only by them:
+a request over it answers 000-007 before its GUID is checked. Sign-ins also pass the lockout
+(``lockout``) before and after their password is checked.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from ccgateway.agents.directory import AgentDirectory
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
+from ccgateway.node.limits import AgentBudget
+from ccgateway.sessions.lockout import Lockout
 from ccgateway.sessions.pollrule import admit, is_current, is_idle
 from ccgateway.sessions.signin_events import sign_in_events
 from ccgateway.stores.base import (
@@ -71,12 +78,17 @@ class SessionManager:
         directory: AgentDirectory,
         store: SessionStore,
         events: EventBus,
+        *,
+        lockout: Lockout | None = None,
+        budget: AgentBudget | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._directory = directory
         self._store = store
         self._events = events
+        self._lockout = lockout
+        self._budget = budget
         self._waking = False  # see wake_polls
         self._waiting: set[asyncio.Future[Event | None]] = set()
 
@@ -85,9 +97,18 @@ class SessionManager:
     async def sign_in(
         self, agent_id: int, request: SignIn, *, force: bool = False
     ) -> tuple[SessionRecord, AgentRecord]:
+        self._check_budget(agent_id)
+        if self._lockout is not None:
+            await self._lockout.refuse_if_locked(agent_id)
         agent = await self._directory.authenticate(agent_id, request.password)
+        if self._lockout is not None:
+            if agent is None:
+                await self._lockout.failed(agent_id)  # 110-016 when this failure locks
+            else:
+                await self._lockout.succeeded(agent_id)  # 110-016 if locked meanwhile
         if agent is None:
             raise GatewayError(retcodes.WRONG_PASSWORD)
+        self._charge_budget(agent_id)
         now, idle_ms = self._clock.now_ms(), self._settings.agent_idle_timeout_ms
         session = SessionRecord(
             agent_id=agent_id,
@@ -155,11 +176,13 @@ class SessionManager:
 
     async def authenticate(self, agent_id: int, guid: str | None) -> SessionRecord:
         """The agent's session if ``guid`` is currently accepted for it."""
+        self._check_budget(agent_id)
         now = self._clock.now_ms()
         session = await self._store.get(agent_id)
         admitted = admit(session, guid or "", now, self._settings.agent_idle_timeout_ms)
         if isinstance(admitted, PollRefused):
             raise await self._refused(agent_id, admitted)
+        self._charge_budget(agent_id)
         return admitted
 
     async def poll_events(
@@ -173,9 +196,11 @@ class SessionManager:
         atomic step of the store (``SessionStore.poll``; one round trip on Redis): a session
         replaced after it (force sign-in, sign-out) takes no event from this poll.
         """
+        self._check_budget(agent_id)
         polled = await self._store.poll(agent_id, guid or "", self._rules(self._clock.now_ms()))
         if isinstance(polled, PollRefused):
             raise await self._refused(agent_id, polled)
+        self._charge_budget(agent_id)
         if polled.event is not None or wait_s <= 0:
             return polled.session, polled.event
         return polled.session, await self._wait(agent_id, wait_s, polled.generation)
@@ -233,6 +258,16 @@ class SessionManager:
         raise GatewayError(retcodes.NO_RIGHT)
 
     # -- rules ----------------------------------------------------------------------------------
+
+    def _check_budget(self, agent_id: int) -> None:
+        """Before a GUID or password is checked: 000-007 while the agent's accepted requests
+        have used up its rate (spent by ``_charge_budget`` once accepted, never before)."""
+        if self._budget is not None:
+            self._budget.check(agent_id)
+
+    def _charge_budget(self, agent_id: int) -> None:
+        if self._budget is not None:
+            self._budget.charge(agent_id)
 
     async def _current(self, agent_id: int, guid: str | None) -> SessionRecord:
         """``authenticate``, with the session's current GUID only (``pollrule.is_current``)."""
