@@ -77,6 +77,7 @@ def create_app(gateway: Gateway) -> web.Application:
     connections = Connections(settings.max_connections_per_ip, settings.header_timeout_s)
     app[CONNECTIONS] = connections
     app[METRICS].watch_connections(connections.counts)
+    app[METRICS].watch_lockouts(lambda: gateway.lockout.started)
     app.on_shutdown.append(_stop_taking_requests)
     add_routes(app)
     app.cleanup_ctx.append(_idle_sweeper)

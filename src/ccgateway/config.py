@@ -351,8 +351,8 @@ KEYS: tuple[Key, ...] = (
         "REQUEST_RATE_PER_AGENT",
         "20",
         _int_between(1, 100_000),
-        "requests per second one agent id may make from one client address (bursts of twice"
-        " that); more answer 000-007",
+        "requests per second of one agent counted once its GUID (or password) is accepted, from"
+        " any address (bursts of twice that); more answer 000-007",
         ours=True,
     ),
     Key(
@@ -368,6 +368,53 @@ KEYS: tuple[Key, ...] = (
         _int_between(0, 1_000_000),
         "open connections one client address may hold (0: no cap); behind nginx every client"
         " has nginx's address, so raise it or set 0 there",
+        ours=True,
+    ),
+    Key(
+        "SIGNIN_QUEUE_MAX",
+        "64",
+        _int_between(0, 100_000),
+        "sign-ins that may wait for a password-hashing thread (two hash at once); more answer"
+        " 000-009 at once",
+        ours=True,
+    ),
+    Key(
+        "SIGNIN_RATE_PER_IP",
+        "50",
+        _int_between(1, 1_000_000),
+        "sign-ins per second one client address may make, whatever the agent ids (behind"
+        " TRUSTED_PROXIES: the agent's address); more answer 000-007",
+        ours=True,
+    ),
+    Key(
+        "SIGNIN_BURST_PER_IP",
+        "500",
+        _int_between(1, 10_000_000),
+        "sign-ins one client address may make at once before SIGNIN_RATE_PER_IP applies (a"
+        " floor behind one NAT address signing in at shift start)",
+        ours=True,
+    ),
+    Key(
+        "SIGNIN_LOCKOUT_ATTEMPTS",
+        "10",
+        _int_between(0, 1000),
+        "failed sign-ins of one work number within SIGNIN_LOCKOUT_WINDOW_S that lock it"
+        " (110-016) for SIGNIN_LOCKOUT_S; 0: no lockout",
+        ours=True,
+    ),
+    Key(
+        "SIGNIN_LOCKOUT_WINDOW_S",
+        "600",
+        _int_between(1, 86_400),
+        "seconds within which SIGNIN_LOCKOUT_ATTEMPTS failed sign-ins lock a work number",
+        ours=True,
+    ),
+    Key(
+        "SIGNIN_LOCKOUT_S",
+        "300",
+        _int_between(1, 86_400),
+        "seconds a locked work number stays locked (ccgateway agents unlock, or the admin API,"
+        " lift it early)",
         ours=True,
     ),
     Key(
@@ -460,6 +507,12 @@ class Settings:
     keepalive_timeout_s: int = 75
     client_stall_timeout_s: int = 30
     shutdown_timeout_s: int = 30
+    signin_queue_max: int = 64
+    signin_rate_per_ip: int = 50
+    signin_burst_per_ip: int = 500
+    signin_lockout_attempts: int = 10
+    signin_lockout_window_s: int = 600
+    signin_lockout_s: int = 300
 
     @property
     def poll_wait_ms(self) -> int:
@@ -548,6 +601,12 @@ def load_settings(
         keepalive_timeout_s=values["KEEPALIVE_TIMEOUT_S"],
         client_stall_timeout_s=values["CLIENT_STALL_TIMEOUT_S"],
         shutdown_timeout_s=values["SHUTDOWN_TIMEOUT_S"],
+        signin_queue_max=values["SIGNIN_QUEUE_MAX"],
+        signin_rate_per_ip=values["SIGNIN_RATE_PER_IP"],
+        signin_burst_per_ip=values["SIGNIN_BURST_PER_IP"],
+        signin_lockout_attempts=values["SIGNIN_LOCKOUT_ATTEMPTS"],
+        signin_lockout_window_s=values["SIGNIN_LOCKOUT_WINDOW_S"],
+        signin_lockout_s=values["SIGNIN_LOCKOUT_S"],
     )
 
 

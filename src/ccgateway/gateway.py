@@ -2,9 +2,10 @@
 audit, flow control and the download service, assembled once.
 
 ``open_gateway`` is the one place that picks concrete backends: the database from
-``DATABASE_URL`` (SQLite or PostgreSQL, one SQL code), sessions with event queues from
-``SESSIONS_URL`` (process memory or Redis), and the media sources' options (timeouts, retries, S3
-endpoint and keys) from the settings. The web layer and the CLI only see the ``Gateway``.
+``DATABASE_URL`` (SQLite or PostgreSQL, one SQL code), sessions with event queues and sign-in
+lockouts from ``SESSIONS_URL`` (process memory or Redis), and the media sources' options
+(timeouts, retries, S3 endpoint and keys) from the settings. The web layer and the CLI only see
+the ``Gateway``.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from ccgateway.recordings.catalog import Catalog
 from ccgateway.recordings.downloads import Downloads
 from ccgateway.recordings.fileserver import FileServer
 from ccgateway.sessions import pollrule
+from ccgateway.sessions.lockout import Lockout, LockoutRule
 from ccgateway.sessions.manager import SessionManager, guid_key_id
 from ccgateway.sources import Sources
 from ccgateway.sources.http import HttpOptions
 from ccgateway.sources.s3 import S3Config
-from ccgateway.stores.base import EventBus, SessionStore
+from ccgateway.stores.base import EventBus, LockoutStore, SessionStore
 from ccgateway.stores.memory import MemoryEventBus, MemorySessionStore
+from ccgateway.stores.memory_lockouts import MemoryLockoutStore
 from ccgateway.stores.schema import open_engine
 from ccgateway.stores.sql import SqlAgentStore, SqlAuditStore, SqlCatalogStore, SqlFileStore
 
@@ -46,6 +49,7 @@ class Gateway:
     auditor: Auditor
     flow: FlowControl
     downloads: Downloads
+    lockout: Lockout
 
 
 @asynccontextmanager
@@ -56,16 +60,19 @@ async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncI
         stack.push_async_callback(sources.aclose)
         engine = await open_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
-        session_store, events = await _open_sessions(settings, stack)
-        directory = AgentDirectory(SqlAgentStore(engine))
+        session_store, events, lockouts = await _open_sessions(settings, stack)
+        directory = AgentDirectory(SqlAgentStore(engine), max_waiting=settings.signin_queue_max)
         stack.callback(directory.close)
-        sessions = SessionManager(settings, clock, directory, session_store, events)
+        lockout = Lockout(LockoutRule.from_settings(settings), clock, lockouts)
+        flow = FlowControl(settings)
+        sessions = SessionManager(
+            settings, clock, directory, session_store, events, lockout=lockout, budget=flow.agents
+        )
         announcer = Announcer(events, clock, sessions.is_signed_in)
         catalog = Catalog(SqlCatalogStore(engine), sources, announcer, clock)
         files = FileServer(settings, SqlFileStore(engine), sources, announcer, clock)
         auditor = Auditor(SqlAuditStore(engine), clock, settings.node_name)
         stack.push_async_callback(auditor.drain)  # before the engine closes
-        flow = FlowControl(settings)
         downloads = Downloads(settings, sessions, directory, catalog, files, sources, auditor, flow)
         yield Gateway(
             settings,
@@ -79,24 +86,27 @@ async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncI
             auditor,
             flow,
             downloads,
+            lockout,
         )
 
 
 async def _open_sessions(
     settings: Settings, stack: AsyncExitStack
-) -> tuple[SessionStore, EventBus]:
+) -> tuple[SessionStore, EventBus, LockoutStore]:
     url = settings.sessions_url
     if url == "memory://":
         events = MemoryEventBus()
-        return MemorySessionStore(events, pollrule.decide), events
+        return MemorySessionStore(events, pollrule.decide), events, MemoryLockoutStore()
     from ccgateway.stores.redis import RedisEventBus, RedisSessionStore, open_redis
+    from ccgateway.stores.redis.lockouts import RedisLockoutStore
 
     client = await open_redis(url)
     stack.push_async_callback(client.aclose)
     bus = RedisEventBus(client)
     stack.push_async_callback(bus.aclose)
     # The store tags its sessions with the GUID key's id: those of another key are no session.
-    return RedisSessionStore(client, bus, key_id=guid_key_id(settings.guid_digest_key)), bus
+    store = RedisSessionStore(client, bus, key_id=guid_key_id(settings.guid_digest_key))
+    return store, bus, RedisLockoutStore(client, bus.keys)
 
 
 def _http_options(settings: Settings) -> HttpOptions:

@@ -36,8 +36,8 @@ BAD_INTERFACE_PARAMETER = Retcode(
 RATE_LIMITED = Retcode(
     "000-007",
     "interface called repeatedly",
-    "HTTP 429: the agent (from this client address) exceeded REQUEST_RATE_PER_AGENT; retry after"
-    " the Retry-After seconds",
+    "HTTP 429: the agent's accepted requests exceeded REQUEST_RATE_PER_AGENT, or the client"
+    " address's sign-ins SIGNIN_RATE_PER_IP; retry after the Retry-After seconds",
 )
 TOO_MANY_DOWNLOADS = Retcode(
     "000-008",
@@ -74,6 +74,12 @@ WRONG_AGENT_TYPE = Retcode(
     "100-012", "wrong agent type", "agenttype is not 4 (PC+phone) or 11 (PC+phone video)"
 )
 INVALID_IP = Retcode("100-016", "invalid ip", "ip is not an IPv4 address")
+AGENT_LOCKED = Retcode(
+    "110-016",
+    "agent locked",
+    "sign-in of a work number (known or not) locked after SIGNIN_LOCKOUT_ATTEMPTS failed sign-ins"
+    " within SIGNIN_LOCKOUT_WINDOW_S, for SIGNIN_LOCKOUT_S, the right password too",
+)
 
 RECORD_DOWNLOAD_OFF = Retcode(
     "104-001", "recording download switch is off", "RECORD_DOWNLOAD_FLAG is not ON"
@@ -170,6 +176,7 @@ ALL: tuple[Retcode, ...] = (
     NOT_SIGNED_IN,
     WRONG_AGENT_TYPE,
     INVALID_IP,
+    AGENT_LOCKED,
     RECORD_DOWNLOAD_OFF,
     NO_PLAYBACK_RIGHT,
     BAD_FILE_NAME,

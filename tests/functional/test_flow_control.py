@@ -19,6 +19,7 @@ from tests.functional.conftest import CONF, REC0
 from tests.functional.test_download_audit import audit_rows
 
 BIG = 64 * 1024 * 1024
+OTHER = "c3f6a0de-5e8b-4a71-9d2c-7b41e0f9a8d3"  # a conference id nobody registered
 
 
 async def big_recording(gw: RunningGateway, tmp_path: Path, agents: frozenset[int]) -> str:
@@ -32,21 +33,32 @@ async def big_recording(gw: RunningGateway, tmp_path: Path, agents: frozenset[in
 
 
 async def test_agent_request_rate_is_limited_then_refills(make_gateway: GatewayFactory) -> None:
-    gw = await make_gateway(REQUEST_RATE_PER_AGENT="5")
-    answers = [await gw.client.call("DELETE", "onlineagent/101/logout") for _ in range(12)]
+    """The agent's own requests (GUID accepted) spend its rate; nobody else's do (L4)."""
+    gw = await make_gateway(REQUEST_RATE_PER_AGENT="2")
+    await gw.add_agent(101)
+    await gw.add_agent(102)
+    guids = {agent: (await gw.client.sign_in(agent))[0] for agent in (101, 102)}
+    await asyncio.sleep(0.6)  # the sign-in's token comes back: a full burst of twice the rate
+    path = f"recordfile/{{agent}}/videofiledownload?conferenceId={OTHER}&fileType=0"
+
+    async def call(agent: int) -> tuple[aiohttp.ClientResponse, dict[str, str]]:
+        response, body = await gw.client.call("GET", path.format(agent=agent), guid=guids[agent])
+        return response, body
+
+    answers = [await call(101) for _ in range(5)]
     codes = [body["retcode"] for _, body in answers]
     # a burst of twice the rate passes (each a plain business answer), then 000-007 with 429
-    assert codes[:10] == [retcodes.NOT_SIGNED_IN.code] * 10
-    limited, body = answers[10]
+    assert codes[:4] == [retcodes.NO_SUCH_CONFERENCE.code] * 4
+    limited, body = answers[4]
     assert limited.status == 429 and body["retcode"] == retcodes.RATE_LIMITED.code
     assert body["message"] == retcodes.RATE_LIMITED.message
     assert int(limited.headers["Retry-After"]) >= 1
-    # another agent id is not affected; and after a fifth of a second one more call passes
-    other, other_body = await gw.client.call("DELETE", "onlineagent/102/logout")
-    assert other.status == 200 and other_body["retcode"] == retcodes.NOT_SIGNED_IN.code
-    await asyncio.sleep(0.25)
-    again, again_body = await gw.client.call("DELETE", "onlineagent/101/logout")
-    assert again.status == 200 and again_body["retcode"] == retcodes.NOT_SIGNED_IN.code
+    # another agent is not affected; and after half a second one more call passes
+    other, other_body = await call(102)
+    assert other.status == 200 and other_body["retcode"] == retcodes.NO_SUCH_CONFERENCE.code
+    await asyncio.sleep(0.55)
+    again, again_body = await call(101)
+    assert again.status == 200 and again_body["retcode"] == retcodes.NO_SUCH_CONFERENCE.code
 
 
 async def test_node_request_rate_is_limited(make_gateway: GatewayFactory) -> None:

@@ -44,16 +44,21 @@ async def test_a_trusted_proxy_names_the_client_in_the_audit(
     assert row.client == "203.0.113.7"
 
 
-async def test_rate_limits_count_per_forwarded_client(make_gateway: GatewayFactory) -> None:
-    gw = await make_gateway(REQUEST_RATE_PER_AGENT="5", TRUSTED_PROXIES="127.0.0.0/8")
+async def test_sign_in_limits_count_per_forwarded_client(make_gateway: GatewayFactory) -> None:
+    """M6: behind TRUSTED_PROXIES the agent's own address has the sign-in budget, not nginx's."""
+    gw = await make_gateway(
+        SIGNIN_RATE_PER_IP="1", SIGNIN_BURST_PER_IP="5", TRUSTED_PROXIES="127.0.0.0/8"
+    )
 
-    async def logout(client: str) -> str:
+    async def sign_in(agent: int, client: str) -> str:
         headers = {"X-Forwarded-For": client}
-        _, body = await gw.client.call("DELETE", "onlineagent/101/logout", headers=headers)
-        return str(body["retcode"])
+        body = {"password": "guess"}  # no phonenum: refused at once, but counted
+        path = f"onlineagent/{agent}"
+        _, answer = await gw.client.call("PUT", path, json=body, headers=headers)
+        return str(answer["retcode"])
 
-    codes = [await logout("203.0.113.7") for _ in range(11)]
-    assert codes[:10] == [retcodes.NOT_SIGNED_IN.code] * 10
-    assert codes[10] == retcodes.RATE_LIMITED.code
-    # the same agent id from another address behind the same proxy has its own budget
-    assert await logout("203.0.113.8") == retcodes.NOT_SIGNED_IN.code
+    codes = [await sign_in(301 + i, "203.0.113.7") for i in range(6)]
+    assert codes[:5] == [retcodes.SIGN_IN_PARAMETER_INVALID.code] * 5
+    assert codes[5] == retcodes.RATE_LIMITED.code
+    # another address behind the same proxy has its own budget
+    assert await sign_in(310, "203.0.113.8") == retcodes.SIGN_IN_PARAMETER_INVALID.code

@@ -222,6 +222,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
         "CCGW_REQUEST_RATE_PER_AGENT": "100000",
         "CCGW_REQUEST_RATE": "1000000",
         "CCGW_MAX_DOWNLOADS_PER_AGENT": "1000",
+        # The fuzzing's many wrong passwords must not lock its agents out, nor its sign-ins
+        # exhaust the address's budget (the lockout has its own tests).
+        "CCGW_SIGNIN_LOCKOUT_ATTEMPTS": "0",
+        "CCGW_SIGNIN_RATE_PER_IP": "1000000",
+        "CCGW_SIGNIN_BURST_PER_IP": "1000000",
     }
     serve = start_serve(tmp_path, "--http", env=env)
     http = requests.Session()

@@ -65,12 +65,35 @@ def test_flow_control_refuses_everything_while_draining() -> None:
     assert draining.value.headers["Connection"] == "close"
 
 
-def test_an_agent_rate_counts_per_client_address() -> None:
+def test_an_agent_rate_is_spent_only_by_accepted_requests() -> None:
+    """L4: checking spends nothing; only charges (accepted requests) use the budget up."""
     ticks = Ticks()
     flow = FlowControl(load_settings(environ={}, REQUEST_RATE_PER_AGENT="1"), now=ticks)
-    flow.admit_agent_request(101, "10.0.0.1")
-    flow.admit_agent_request(101, "10.0.0.1")
+    for _ in range(100):  # requests in 101's name that were not accepted
+        flow.agents.check(101)
+    flow.agents.charge(101)
+    flow.agents.check(101)
+    flow.agents.charge(101)
     with pytest.raises(GatewayError) as limited:
-        flow.admit_agent_request(101, "10.0.0.1")
+        flow.agents.check(101)
     assert limited.value.retcode is retcodes.RATE_LIMITED and limited.value.http_status == 429
-    flow.admit_agent_request(101, "10.0.0.2")  # someone else sending in 101's name is not 101
+    assert limited.value.headers["Retry-After"] == "1"
+    flow.agents.check(102)  # another agent's budget is its own
+    ticks.now += 1.0
+    flow.agents.check(101)
+
+
+def test_sign_ins_are_counted_per_client_address_whatever_the_agent() -> None:
+    """M6: SIGNIN_BURST_PER_IP sign-ins, then SIGNIN_RATE_PER_IP a second, per address."""
+    ticks = Ticks()
+    settings = load_settings(environ={}, SIGNIN_RATE_PER_IP="2", SIGNIN_BURST_PER_IP="3")
+    flow = FlowControl(settings, now=ticks)
+    for _ in range(3):
+        flow.admit_sign_in("10.0.0.1")
+    with pytest.raises(GatewayError) as limited:
+        flow.admit_sign_in("10.0.0.1")
+    assert limited.value.retcode is retcodes.RATE_LIMITED and limited.value.http_status == 429
+    assert limited.value.headers["Retry-After"] == "1"
+    flow.admit_sign_in("10.0.0.2")
+    ticks.now += 0.5
+    flow.admit_sign_in("10.0.0.1")

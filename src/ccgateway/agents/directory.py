@@ -7,7 +7,9 @@ role or video right all change it, which ends the session (``sessions.manager``)
 
 Passwords are hashed with Argon2id (memory-hard) at the OWASP-recommended cost (19 MiB, t=2, p=1).
 Hashing runs in a pool of two threads of its own, so sign-in bursts neither block the event loop
-nor multiply memory.
+nor multiply memory. At most ``max_waiting`` sign-ins (SIGNIN_QUEUE_MAX) wait for a thread; one more
+is refused at once (000-009, HTTP 503, ``Retry-After``), so a flood of sign-ins cannot make a real
+one wait for seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import secrets
 
 import argon2
 
+from ccgateway.node.limits import node_busy
 from ccgateway.node.recent import RecentCache
 from ccgateway.stores.base import AgentRecord, AgentStore, Role
 
@@ -64,8 +67,12 @@ def _verify(password_hash: str, password: str) -> bool:
 
 
 class AgentDirectory:
-    def __init__(self, store: AgentStore, *, concurrent_hashes: int = 2) -> None:
+    def __init__(
+        self, store: AgentStore, *, concurrent_hashes: int = 2, max_waiting: int = 64
+    ) -> None:
         self.store = store
+        self._signing_in_max = concurrent_hashes + max_waiting
+        self._signing_in = 0  # sign-ins hashing or waiting for a hashing thread
         # A pool of its own: each thread that ever hashed keeps its 19 MiB arena (glibc), so
         # hashing must not spread over the default executor's threads.
         self._hashing = concurrent.futures.ThreadPoolExecutor(
@@ -140,7 +147,19 @@ class AgentDirectory:
         self._recent.forget(work_no)
 
     async def authenticate(self, work_no: int, password: str) -> AgentRecord | None:
-        """The agent if ``password`` is theirs; None for a wrong password or an unknown agent."""
+        """The agent if ``password`` is theirs; None for a wrong password or an unknown agent.
+
+        Refused (000-009) when ``max_waiting`` sign-ins already wait for a hashing thread.
+        """
+        if self._signing_in >= self._signing_in_max:
+            raise node_busy(1.0)
+        self._signing_in += 1
+        try:
+            return await self._authenticate(work_no, password)
+        finally:
+            self._signing_in -= 1
+
+    async def _authenticate(self, work_no: int, password: str) -> AgentRecord | None:
         agent = await self.store.get(work_no)
         stored = agent.password_hash if agent is not None else _UNKNOWN_AGENT_HASH
         loop = asyncio.get_running_loop()

@@ -1,4 +1,4 @@
-"""``ccgateway agents``: the agent directory."""
+"""``ccgateway agents``: the agent directory, and sign-in lockouts (``unlock``)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _run_on_gateway(config_path: str | None, action: Callable[[Gateway], Awaitab
 
 @click.group()
 def agents() -> None:
-    """Add, list, re-password, sign out and remove agents."""
+    """Add, list, re-password, sign out, remove and unlock agents."""
 
 
 @agents.command("add")
@@ -146,3 +146,27 @@ def signout(work_no: int, config_path: str | None) -> None:
     """
     _run_on_gateway(config_path, lambda gateway: gateway.sessions.sign_out_now(work_no))
     click.echo(f"signed agent {work_no} out")
+
+
+@agents.command("unlock")
+@click.argument("work_no", type=click.IntRange(101, 999_999))
+@config_option
+def unlock(work_no: int, config_path: str | None) -> None:
+    """Lift WORK_NO's sign-in lockout now (shared sessions, SESSIONS_URL=redis://, only).
+
+    With SESSIONS_URL=memory:// the lockouts live in the running gateway's own memory, which this
+    command cannot reach: use the admin API there (POST /ccgateway/admin/v1/agents/WORK_NO/unlock).
+    """
+    settings = settings_from(config_path)
+    if settings.sessions_url == "memory://":
+        raise click.ClickException(
+            "lockouts live in the running gateway's memory (SESSIONS_URL=memory://): unlock"
+            f" through its admin API, POST /ccgateway/admin/v1/agents/{work_no}/unlock"
+        )
+
+    async def run() -> bool:
+        async with open_gateway(settings) as gateway:
+            return await gateway.lockout.unlock(work_no)
+
+    was_locked = asyncio.run(run())
+    click.echo(f"agent {work_no} unlocked" if was_locked else f"agent {work_no} was not locked")

@@ -1,9 +1,13 @@
 """Flow control for one node: request rates (token buckets) and download slots.
 
-Limits are per node: behind a load balancer each node enforces its own. An agent's request rate is
-counted per agent id *and* client address, so nobody can use up another agent's budget by sending
-requests in its name. Exceeding a limit raises ``GatewayError`` with its retcode, HTTP status and a
-``Retry-After`` header; the web layer only passes it on.
+Limits are per node: behind a load balancer each node enforces its own. An agent's request rate
+(``AgentBudget``) is spent only by requests whose GUID (or, at sign-in, password) was accepted, so
+nobody can use up another agent's budget by sending requests in its name; ``SessionManager``, where
+GUIDs and passwords are accepted, checks it before and spends it after. Sign-ins are also counted
+per client address, whatever the agent id (``admit_sign_in``): a flood of sign-ins naming many
+agents from one address is cut off before it reaches password hashing. Exceeding a limit raises
+``GatewayError`` with its retcode, HTTP status and a ``Retry-After`` header; the web layer only
+passes it on.
 """
 
 from __future__ import annotations
@@ -41,6 +45,27 @@ class RateLimiter:
 
     def take(self, key: Hashable) -> float:
         """Spend one token of ``key``: 0.0 when allowed, else the seconds until one is there."""
+        bucket = self._refilled(key)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate
+
+    def wait(self, key: Hashable) -> float:
+        """The seconds until ``key`` has a token (0.0: it has one now); spends nothing, and
+        remembers no key it did not know."""
+        if key not in self._buckets:
+            return 0.0
+        bucket = self._refilled(key)
+        return 0.0 if bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / self.rate
+
+    def spend(self, key: Hashable) -> None:
+        """Spend one token of ``key`` even when it has none: requests admitted together by
+        ``wait`` run the bucket into debt (at most ``burst``), which the next ones wait out."""
+        bucket = self._refilled(key)
+        bucket.tokens = max(bucket.tokens - 1.0, -self.burst)
+
+    def _refilled(self, key: Hashable) -> _Bucket:
         now = self._now()
         bucket = self._buckets.pop(key, None)
         if bucket is None:
@@ -52,10 +77,27 @@ class RateLimiter:
         self._buckets[key] = bucket
         if len(self._buckets) > MAX_TRACKED:
             self._buckets.popitem(last=False)
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self.rate
+        return bucket
+
+
+class AgentBudget:
+    """An agent's request rate (REQUEST_RATE_PER_AGENT), spent only by accepted requests.
+
+    ``check`` before a request's GUID or password is checked refuses it (000-007, HTTP 429) while
+    the agent's accepted requests have used the budget up; ``charge`` after it was accepted spends
+    one request. A request that is not accepted spends nothing, whoever sends it from wherever.
+    """
+
+    def __init__(self, rate: float, burst: float, now: Monotonic = time.monotonic) -> None:
+        self._rate = RateLimiter(rate, burst, now)
+
+    def check(self, agent_id: int) -> None:
+        wait = self._rate.wait(agent_id)
+        if wait:
+            raise _refusal(retcodes.RATE_LIMITED, 429, wait)
+
+    def charge(self, agent_id: int) -> None:
+        self._rate.spend(agent_id)
 
 
 class DownloadSlots:
@@ -101,8 +143,11 @@ class FlowControl:
 
     def __init__(self, settings: Settings, now: Monotonic = time.monotonic) -> None:
         self.node_rate = RateLimiter(settings.request_rate, 2.0 * settings.request_rate, now)
-        self.agent_rate = RateLimiter(
+        self.agents = AgentBudget(
             settings.request_rate_per_agent, 2.0 * settings.request_rate_per_agent, now
+        )
+        self.sign_in_rate = RateLimiter(
+            settings.signin_rate_per_ip, settings.signin_burst_per_ip, now
         )
         self.downloads = DownloadSlots(settings.max_downloads_per_agent, settings.max_downloads)
         self.draining = False
@@ -115,11 +160,17 @@ class FlowControl:
         if wait:
             raise _refusal(retcodes.NODE_BUSY, 503, wait)
 
-    def admit_agent_request(self, agent_id: int, client: str) -> None:
-        """One request in the name of ``agent_id`` from address ``client``."""
-        wait = self.agent_rate.take((agent_id, client))
+    def admit_sign_in(self, client: str) -> None:
+        """A sign-in (or force sign-in) from address ``client``, whatever agent it names: refused
+        over SIGNIN_RATE_PER_IP (bursts of SIGNIN_BURST_PER_IP)."""
+        wait = self.sign_in_rate.take(client)
         if wait:
             raise _refusal(retcodes.RATE_LIMITED, 429, wait)
+
+
+def node_busy(wait_s: float) -> GatewayError:
+    """The refusal of a node too busy to take the request now: 000-009, HTTP 503, Retry-After."""
+    return _refusal(retcodes.NODE_BUSY, 503, wait_s)
 
 
 def _refusal(

@@ -33,6 +33,11 @@ rotation is due (the store answers ``Refusal.ROTATE``; the manager then asks onc
 
 Errors: no session → 100-006 (an idle one is signed out first); a session but a wrong, missing or
 expired GUID → 000-003.
+
+The agent's request rate (``AgentBudget``, REQUEST_RATE_PER_AGENT) is spent here, by requests whose
+GUID (``authenticate``, ``poll_events``) or password (``sign_in``) was accepted, and only by them:
+a request over it answers 000-007 before its GUID is checked. Sign-ins also pass the lockout
+(``lockout``) before and after their password is checked.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ from ccgateway.agents.directory import AgentDirectory, credential_of
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
+from ccgateway.node.limits import AgentBudget
+from ccgateway.sessions.lockout import Lockout
 from ccgateway.sessions.pollrule import admit, is_current, is_idle
 from ccgateway.sessions.signin_events import sign_in_events
 from ccgateway.stores.base import (
@@ -107,6 +114,9 @@ class SessionManager:
         directory: AgentDirectory,
         store: SessionStore,
         events: EventBus,
+        *,
+        lockout: Lockout | None = None,
+        budget: AgentBudget | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -114,6 +124,8 @@ class SessionManager:
         self._store = store
         self._events = events
         self._guid_key = settings.guid_digest_key
+        self._lockout = lockout
+        self._budget = budget
         self._waking = False  # see wake_polls
         self._waiting: set[asyncio.Future[Event | None]] = set()
 
@@ -122,9 +134,18 @@ class SessionManager:
     async def sign_in(
         self, agent_id: int, request: SignIn, *, force: bool = False
     ) -> tuple[SessionRecord, AgentRecord]:
+        self._check_budget(agent_id)
+        if self._lockout is not None:
+            await self._lockout.refuse_if_locked(agent_id)
         agent = await self._directory.authenticate(agent_id, request.password)
+        if self._lockout is not None:
+            if agent is None:
+                await self._lockout.failed(agent_id)  # 110-016 when this failure locks
+            else:
+                await self._lockout.succeeded(agent_id)  # 110-016 if locked meanwhile
         if agent is None:
             raise GatewayError(retcodes.WRONG_PASSWORD)
+        self._charge_budget(agent_id)
         now, idle_ms = self._clock.now_ms(), self._settings.agent_idle_timeout_ms
         guid = new_guid(self._settings.node_name)
         session = SessionRecord(
@@ -205,6 +226,7 @@ class SessionManager:
 
     async def authenticate(self, agent_id: int, guid: str | None) -> SessionRecord:
         """The agent's session if ``guid`` is currently accepted for it (with ``guid``)."""
+        self._check_budget(agent_id)
         now = self._clock.now_ms()
         session = await self._store.get(agent_id)
         digest = self._digest(guid or "")
@@ -212,6 +234,7 @@ class SessionManager:
         if isinstance(admitted, PollRefused):
             raise await self._refused(agent_id, admitted)
         granted = await self._granted(admitted)
+        self._charge_budget(agent_id)
         return dataclasses.replace(granted, guid=guid or "")
 
     async def poll_events(
@@ -229,6 +252,7 @@ class SessionManager:
         The session handed back carries the GUID the client is to use next: the one it
         presented, or the one this poll issued.
         """
+        self._check_budget(agent_id)
         digest = self._digest(guid or "")
         now = self._clock.now_ms()
         polled = await self._store.poll(agent_id, digest, self._rules(now, ""))
@@ -240,6 +264,7 @@ class SessionManager:
             raise await self._refused(agent_id, polled)
         # An event the poll claimed for an ended session is dropped with the session's queue.
         await self._granted(polled.session)
+        self._charge_budget(agent_id)
         clear = issued if issued and polled.session.guid == self._digest(issued) else guid
         session = dataclasses.replace(polled.session, guid=clear or "")
         if polled.event is not None or wait_s <= 0:
@@ -304,9 +329,20 @@ class SessionManager:
 
     # -- rules ----------------------------------------------------------------------------------
 
+    def _check_budget(self, agent_id: int) -> None:
+        """Before a GUID or password is checked: 000-007 while the agent's accepted requests
+        have used up its rate (spent by ``_charge_budget`` once accepted, never before)."""
+        if self._budget is not None:
+            self._budget.check(agent_id)
+
+    def _charge_budget(self, agent_id: int) -> None:
+        if self._budget is not None:
+            self._budget.charge(agent_id)
+
     async def _current(self, agent_id: int, guid: str | None) -> SessionRecord:
         """``authenticate``, with the session's current GUID only (``pollrule.is_current``); the
         session as stored (its GUID a digest)."""
+        self._check_budget(agent_id)
         now = self._clock.now_ms()
         session = await self._store.get(agent_id)
         digest = self._digest(guid or "")
@@ -315,7 +351,9 @@ class SessionManager:
             raise await self._refused(agent_id, admitted)
         if not is_current(admitted, digest):
             raise GatewayError(retcodes.NO_RIGHT)
-        return await self._granted(admitted)
+        granted = await self._granted(admitted)
+        self._charge_budget(agent_id)
+        return granted
 
     async def _granted(self, session: SessionRecord) -> SessionRecord:
         """``session``, if still granted; else it has ended: removed, and 100-006 raised."""

@@ -277,6 +277,35 @@ class EventBus(Protocol):
     async def clear(self, agent_id: int) -> None: ...
 
 
+class LockoutStore(Protocol):
+    """Failed sign-ins and sign-in locks, per work number (known or not), kept with the sessions
+    (shared by every node on Redis). The rule, what locks whom and for how long, is
+    ``sessions/lockout.py``'s; times are epoch ms of the gateway's clock."""
+
+    async def add_failure(self, agent_id: int, now_ms: int, keep: int, ttl_ms: int) -> list[int]:
+        """Record a failed sign-in at ``now_ms``; the agent's last ``keep`` failure times (this
+        one included), oldest first. Failures may be forgotten ``ttl_ms`` after the last one."""
+        ...
+
+    async def lock(self, agent_id: int, until_ms: int, now_ms: int) -> bool:
+        """Lock the agent until ``until_ms`` and forget its failures; False, changing nothing,
+        when a lock is already in force at ``now_ms`` (exactly one racer starts a lock)."""
+        ...
+
+    async def locked_until(self, agent_id: int, now_ms: int) -> int | None:
+        """The end of the lock in force at ``now_ms``, or None."""
+        ...
+
+    async def clear_failures(self, agent_id: int, now_ms: int) -> bool:
+        """A sign-in succeeded: forget the agent's failures, unless a lock is in force at
+        ``now_ms`` (then nothing changes and the answer is False)."""
+        ...
+
+    async def unlock(self, agent_id: int) -> bool:
+        """Lift the agent's lock and forget its failures; True when a lock was there."""
+        ...
+
+
 class FileType(enum.IntEnum):
     """A recording's renditions, numbered as ``videofiledownload``'s ``fileType``."""
 

@@ -1,4 +1,5 @@
-"""``/ccgateway/admin/v1``: our admin API for the recording side (register, list, remove, audit).
+"""``/ccgateway/admin/v1``: our admin API for the recording side (register, list, remove, audit)
+and for agents' sign-in (unlock).
 
 Authenticated by ``Authorization: Bearer <ADMIN_TOKEN>`` (compared in constant time), never by an
 agent GUID. With ``ADMIN_TOKEN`` empty the whole API answers 404. Answers use the same envelope as
@@ -143,6 +144,17 @@ async def query_audit(request: web.Request) -> web.StreamResponse:
         limit=min(limit or 1000, MAX_AUDIT_LIMIT),
     )
     return ok(request, [audit_json(r) for r in records])
+
+
+async def unlock_agent(request: web.Request) -> web.StreamResponse:
+    """Lift a work number's sign-in lockout now (known or not: lockouts do not tell)."""
+    request[INTERFACE] = "adminUnlockAgent"
+    text = request.match_info["work_no"]
+    if not _DIGITS.fullmatch(text) or not is_work_no(int(text)):
+        raise _bad_request("work number: 101-999999")
+    work_no = int(text)
+    was_locked = await gateway(request).lockout.unlock(work_no)
+    return ok(request, {"workNo": work_no, "wasLocked": was_locked})
 
 
 def _bad_request(why: str) -> GatewayError:

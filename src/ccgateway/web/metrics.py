@@ -1,4 +1,5 @@
-"""The gateway's metrics, in Prometheus form: requests, signed-in agents and downloads.
+"""The gateway's metrics, in Prometheus form: requests, signed-in agents, sign-in lockouts and
+downloads.
 
 Each gateway has its own ``CollectorRegistry`` (never prometheus_client's global one), so many
 gateways can live in one process, as they do in the tests. Every label takes its values from a
@@ -53,6 +54,18 @@ class _ConnectionCollector(Collector):
         yield dropped
 
 
+class _LockoutCollector(Collector):
+    def __init__(self, read: Callable[[], int]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "ccgateway_signin_lockouts",
+            "work numbers this node locked after SIGNIN_LOCKOUT_ATTEMPTS failed sign-ins",
+            self._read(),
+        )
+
+
 class GatewayMetrics:
     """The metric objects of one gateway, and their text exposition."""
 
@@ -98,6 +111,10 @@ class GatewayMetrics:
     def watch_connections(self, read: Callable[[], ConnectionCounts]) -> None:
         """Report the connection guard's counts, read with ``read`` at every scrape."""
         self.registry.register(_ConnectionCollector(read))
+
+    def watch_lockouts(self, read: Callable[[], int]) -> None:
+        """Report the lockouts this node started, read with ``read`` at every scrape."""
+        self.registry.register(_LockoutCollector(read))
 
     def count_request(self, interface: str, retcode: str, status: str) -> None:
         self.requests.labels(interface, retcode, status).inc()

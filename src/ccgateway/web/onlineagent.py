@@ -46,6 +46,7 @@ async def update_guid(request: web.Request, agent_id: int) -> web.StreamResponse
 
 async def _sign_in(request: web.Request, agent_id: int, *, force: bool) -> web.StreamResponse:
     core = gateway(request)
+    core.flow.admit_sign_in(request.remote or "")  # per address, whatever agent it names
     sign_in = parse_sign_in(await _json_object(request))
     session, agent = await core.sessions.sign_in(agent_id, sign_in, force=force)
     return ok(

@@ -21,7 +21,7 @@ from ccgateway import retcodes
 from ccgateway.agents.directory import MAX_WORK_NO, is_work_no
 from ccgateway.errors import GatewayError
 from ccgateway.web import admin, agentevent, metrics_page, onlineagent, recordfile
-from ccgateway.web.state import AGENT_ID, INTERFACE, gateway
+from ccgateway.web.state import AGENT_ID, INTERFACE
 
 PREFIX = "/agentgateway/resource/"
 
@@ -87,6 +87,7 @@ ADMIN_ROUTES: tuple[
     ("DELETE", "/conferences/{conference_id}", admin.remove_conference),
     ("GET", "/audit", admin.query_audit),
     ("POST", "/agents/{work_no}/signout", admin.sign_agent_out),
+    ("POST", "/agents/{work_no}/unlock", admin.unlock_agent),
 )
 
 
@@ -119,7 +120,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     agent_segment = segments[route.pattern.split("/").index("{agentid}")]
     agent_id = parse_agent_id(agent_segment)
     request[AGENT_ID] = agent_id
-    gateway(request).flow.admit_agent_request(agent_id, request.remote or "")
+    # The agent's request rate is spent where its GUID (or password) is accepted, by accepted
+    # requests only (sessions/manager.py), not here: anyone may name any agent in a URL.
     return await route.handler(request, agent_id)
 
 

@@ -11,7 +11,8 @@ The modules:
 - ``codec``: sessions as hash fields, events as JSON;
 - ``sessions``: ``RedisSessionStore``;
 - ``events``: ``RedisEventBus`` (long polls, cancellation, clearing: see there);
-- ``lane``: ``ScriptLane``, the lean pipelined connection the poll and claim scripts go over.
+- ``lane``: ``ScriptLane``, the lean pipelined connection the poll and claim scripts go over;
+- ``lockouts``: ``RedisLockoutStore``, the sign-in lockouts' counts (with their own scripts).
 
 A node builds the bus first, then the store with it: ``RedisSessionStore(client, bus)``.
 

@@ -22,6 +22,11 @@ Under a prefix (default ``ccgw:``):
     string, the agent's queue generation (absent reads as 0), incremented by each ``clear``
     together with the deletion of ``events`` and ``inflight``; expires ``ttl_s`` after the last
     ``clear``.
+``<prefix>signin_failures:<agent_id>``
+    list, the epoch ms of the work number's last failed sign-ins (at most the lockout's attempts),
+    oldest first; expires a lockout window after the last one (``lockouts.py``).
+``<prefix>signin_lock:<agent_id>``
+    string, the epoch ms until which the work number's sign-ins are locked; expires then.
 
 Correctness never depends on the TTLs: they only bound what a crashed or forgotten agent leaves.
 Every script touches keys of one agent plus ``last_seen``: Redis Cluster would place them in
@@ -54,3 +59,8 @@ class RedisKeys:
             f"{prefix}inflight:{agent_id}",
             f"{prefix}gen:{agent_id}",
         )
+
+    def sign_in_lockout(self, agent_id: int) -> tuple[str, str]:
+        """The work number's ``signin_failures`` and ``signin_lock`` keys."""
+        prefix = self.prefix
+        return f"{prefix}signin_failures:{agent_id}", f"{prefix}signin_lock:{agent_id}"
