@@ -505,7 +505,9 @@ def _run(
             f" time to first byte median {statistics.median(ttfb[name]) * 1000:.1f} ms"
         )
     audit = cl.query(
-        database_url, "SELECT node, count(*) FROM audit WHERE outcome = 'offloaded' GROUP BY node"
+        database_url,
+        "SELECT split_part(writer, '@', 1), count(*) FROM audit_events"
+        " WHERE outcome = 'offloaded' GROUP BY 1",
     )
     print(f"  offloaded downloads by node (audit): {dict(sorted(audit))}")
     others, steal = load.percent(our_cpu_s() - ours_before)

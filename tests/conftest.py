@@ -110,7 +110,7 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
             }
             settings = load_settings(environ={}, **values)
             clock = clock or ManualClock()
-            gateway = await stack.enter_async_context(open_gateway(settings, clock))
+            gateway = await stack.enter_async_context(open_gateway(settings, clock, node=True))
             server = TestServer(create_app(gateway), host="127.0.0.1", **RUNNER_OPTIONS)
             await server.start_server()
             stack.push_async_callback(server.close)

@@ -78,6 +78,7 @@ def create_app(gateway: Gateway) -> web.Application:
     app[CONNECTIONS] = connections
     app[METRICS].watch_connections(connections.counts)
     app[METRICS].watch_lockouts(lambda: gateway.lockout.started)
+    app[METRICS].watch_audit(gateway.auditor.stats)
     app.on_shutdown.append(_stop_taking_requests)
     add_routes(app)
     app.cleanup_ctx.append(_idle_sweeper)

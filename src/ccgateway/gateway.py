@@ -33,7 +33,13 @@ from ccgateway.stores.base import EventBus, LockoutStore, SessionStore
 from ccgateway.stores.memory import MemoryEventBus, MemorySessionStore
 from ccgateway.stores.memory_lockouts import MemoryLockoutStore
 from ccgateway.stores.schema import open_engine
-from ccgateway.stores.sql import SqlAgentStore, SqlAuditStore, SqlCatalogStore, SqlFileStore
+from ccgateway.stores.sql import (
+    SqlAgentStore,
+    SqlAuditEventStore,
+    SqlAuditStore,
+    SqlCatalogStore,
+    SqlFileStore,
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,13 @@ class Gateway:
 
 
 @asynccontextmanager
-async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Gateway]:
+async def open_gateway(
+    settings: Settings, clock: Clock | None = None, *, node: bool = False
+) -> AsyncIterator[Gateway]:
+    """The gateway's services. ``node``: this process serves (``ccgateway serve``): its audit
+    writer is the node's run, journaled under ``DATA_DIR/audit/``, and it first recovers the
+    earlier runs' journals; otherwise (the CLI) a CLI writer, journaled in a temporary directory
+    and shipped before this returns (docs/audit.md)."""
     clock = clock or SystemClock()
     async with AsyncExitStack() as stack:
         sources = Sources(http=_http_options(settings), s3=_s3_config(settings))
@@ -71,8 +83,14 @@ async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncI
         announcer = Announcer(events, clock, sessions.is_signed_in)
         catalog = Catalog(SqlCatalogStore(engine), sources, announcer, clock)
         files = FileServer(settings, SqlFileStore(engine), sources, announcer, clock)
-        auditor = Auditor(SqlAuditStore(engine), clock, settings.node_name)
-        stack.push_async_callback(auditor.drain)  # before the engine closes
+        events_store, legacy = SqlAuditEventStore(engine), SqlAuditStore(engine)
+        if node:
+            root = settings.data_dir / "audit"
+            auditor = Auditor.for_node(root, settings.node_name, clock, events_store, legacy)
+        else:
+            auditor = Auditor.for_cli(clock, events_store, legacy)
+        auditor.run(recover=node)
+        stack.push_async_callback(auditor.aclose)  # drained before the engine closes
         downloads = Downloads(settings, sessions, directory, catalog, files, sources, auditor, flow)
         yield Gateway(
             settings,

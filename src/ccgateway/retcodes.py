@@ -49,8 +49,9 @@ NODE_BUSY = Retcode(
     "000-009",
     "gateway busy",
     "HTTP 503: the node is at REQUEST_RATE or MAX_DOWNLOADS, the client address holds"
-    " MAX_CONNECTIONS_PER_IP connections, or the node is shutting down; retry after Retry-After"
-    " seconds (another node may answer at once)",
+    " MAX_CONNECTIONS_PER_IP connections, the node is shutting down, or (a new download) its"
+    " audit journal cannot be written (a full DATA_DIR); retry after Retry-After seconds"
+    " (another node may answer at once)",
     ours=True,
 )
 NO_RIGHT = Retcode(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccgateway import retcodes
+from ccgateway.audit.events import parse
 from ccgateway.audit.trail import Auditor
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import ManualClock
@@ -24,6 +26,7 @@ from ccgateway.recordings.catalog import Catalog, Registration
 from ccgateway.sources import Sources
 from ccgateway.stores.base import (
     AgentRecord,
+    AuditEventRow,
     AuditRecord,
     ConferenceRecord,
     FileRecordingRecord,
@@ -33,8 +36,14 @@ from ccgateway.stores.base import (
     Role,
 )
 from ccgateway.stores.memory import MemoryEventBus
-from ccgateway.stores.schema import metadata, open_engine
-from ccgateway.stores.sql import SqlAgentStore, SqlAuditStore, SqlCatalogStore, SqlFileStore
+from ccgateway.stores.schema import audit_events, metadata, open_engine
+from ccgateway.stores.sql import (
+    SqlAgentStore,
+    SqlAuditEventStore,
+    SqlAuditStore,
+    SqlCatalogStore,
+    SqlFileStore,
+)
 
 POSTGRES_URL = os.environ.get("CCGW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -291,18 +300,69 @@ async def test_audit_filters(engine: AsyncEngine) -> None:
     assert (await store.query(limit=1))[0].bytes_sent == 5 * 2**30
 
 
-async def test_m1_odd_header_bytes_never_cost_an_audit_record(engine: AsyncEngine) -> None:
+async def test_m1_odd_header_bytes_never_cost_an_audit_record(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
     """Issue 14, M1: undecodable header bytes reach the Auditor as surrogates, which both
     databases refused (the row was dropped); they are written as U+FFFD instead."""
-    auditor = Auditor(SqlAuditStore(engine), ManualClock(), "n0")
-    attempt = auditor.begin("downloadRecordFile", "127.0.0.1\udcff")
-    attempt.range = "bytes=0-\udcff"
+    auditor = Auditor.for_node(tmp_path / "audit", "n0", ManualClock(), SqlAuditEventStore(engine))
+    auditor.run(recover=False)
+    attempt = auditor.begin("downloadRecordFile", "127.0.0.1\udcff", range="bytes=0-\udcff")
     attempt.record_id = "Y:/1/0/\udcc3(\x00.V3"
+    attempt.conference_id = "c" * 100  # longer than its column: cut there, whole in the body
     auditor.finish(attempt)
-    await auditor.drain()
-    (row,) = await auditor.query()
-    assert row.range == "bytes=0-\ufffd" and row.client == "127.0.0.1\ufffd"
-    assert row.record_id == "Y:/1/0/\ufffd(\ufffd.V3"
+    await auditor.aclose()
+    async with engine.connect() as connection:
+        rows = (await connection.execute(sa.select(audit_events))).all()
+    assert [(row.name, row.outcome) for row in rows] == [("start", ""), ("end", "error")]
+    start = parse(rows[0].body.encode())
+    assert start.fields["range"] == "bytes=0-\ufffd" and start.client == "127.0.0.1\ufffd"
+    assert start.concerns["record"] == "Y:/1/0/\ufffd(\ufffd.V3"
+    assert rows[0].record_id == "Y:/1/0/\ufffd(\ufffd.V3" and rows[0].client == "127.0.0.1\ufffd"
+    assert rows[0].conference_id == "c" * 64 and start.concerns["conference"] == "c" * 64
+    assert not list((tmp_path / "audit").iterdir())  # all shipped: the journal is gone
+
+
+def event_row(writer: str, seq: int, name: str, **fields: object) -> AuditEventRow:
+    return AuditEventRow(
+        writer,
+        seq,
+        1000 + seq,
+        "download",
+        name,
+        101,
+        "c1",
+        "r1",
+        str(fields.get("outcome", "")),
+        fields.get("startSeq"),  # type: ignore[arg-type]
+        "127.0.0.1",
+        f'{{"seq":{seq},"writer":"{writer}","fields":{sorted(fields.items())!r}}}',
+    )
+
+
+async def test_audit_events_are_inserted_once_and_open_starts_found(engine: AsyncEngine) -> None:
+    store = SqlAuditEventStore(engine)
+    old, new = "n0@1700000000000", "n0@1700000000500"
+    batch = [
+        event_row(old, 1, "start"),
+        event_row(old, 2, "start"),
+        event_row(old, 3, "end", outcome="completed", startSeq=1),
+        event_row(old, 4, "start"),
+    ]
+    await store.insert(batch)
+    await store.insert(batch[1:])  # shipped again after a crash: nothing changes
+    changed = dataclasses.replace(batch[0], body="changed")
+    await store.insert([changed, event_row(new, 1, "end", outcome="interrupted", startSeq=4)])
+    async with engine.connect() as connection:
+        rows = (await connection.execute(sa.select(audit_events))).all()
+    assert len(rows) == 5 and "changed" not in {row.body for row in rows}
+    assert [s.split(",")[0] for s in await store.open_starts(old)] == ['{"seq":2', '{"seq":4']
+    assert await store.last_writer("n0@0", "n0@1700000000600") == new
+    assert await store.last_writer("n0@0", new) == old
+    assert await store.last_writer("n1@0", "n1@:") is None
+    (end,) = await store.interrupted_ends([2, 4], old, "n0@:")
+    assert '"seq":1,"writer":"n0@1700000000500"' in end
+    assert await store.interrupted_ends([2], old, "n0@:") == []
 
 
 async def test_m5_concurrent_digest_caching_of_one_path_all_succeed(engine: AsyncEngine) -> None:

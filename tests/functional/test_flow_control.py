@@ -14,9 +14,9 @@ import pytest
 from ccgateway import retcodes
 from ccgateway.recordings.catalog import Registration
 from ccgateway.stores.base import FileType
+from tests.audit_trail import transfers as audit_rows
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.functional.conftest import CONF, REC0
-from tests.functional.test_download_audit import audit_rows
 
 BIG = 64 * 1024 * 1024
 OTHER = "c3f6a0de-5e8b-4a71-9d2c-7b41e0f9a8d3"  # a conference id nobody registered

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ccgateway import retcodes
+from tests.audit_trail import transfers as audit_rows
 from tests.conftest import GatewayFactory
 from tests.functional.conftest import CONF, REC0, Recordings, add_download_agents, register_demo
-from tests.functional.test_download_audit import audit_rows
 
 
 async def download(rec: Recordings, forwarded: str) -> int:

@@ -4,12 +4,12 @@ interface, over real HTTP, against a running gateway.
 It guards three findings of issue 14:
 
 - **M1** (a download can leave no audit record): every request that reached a download handler
-  leaves exactly one audit record, whatever byte its headers or query carried, and the record's
-  text is printable;
+  leaves exactly one audit transfer (a ``start`` and its ``end``, docs/audit.md) in the database,
+  whatever byte its headers or query carried, and its text is printable;
 - **M2** (a second response inside a body): every response is read fully (status line, headers,
   then exactly ``Content-Length`` bytes, or a chunked body, or none for HEAD and 304), and not
   one byte more arrives on the connection before the gateway closes it; nor is a response cut;
-- **M3** (false audit records): each record says what the client got (a HEAD is ``head``, a
+- **M3** (false audit records): each transfer says what the client got (a HEAD is kind ``head``, a
   body received whole is ``completed`` with its byte count, an envelope is ``refused`` with its
   retcode, 412/416 are ``refused``), with the status answered; and no request is answered 500.
 
@@ -72,7 +72,8 @@ import pytest
 
 from ccgateway.recordings.catalog import Registration
 from ccgateway.recordings.downloads import DownloadRequest, Downloads, Interface
-from ccgateway.stores.base import AUDIO, AuditRecord, FileType
+from ccgateway.stores.base import AUDIO, FileType
+from tests.audit_trail import Transfer, pair, stored_events
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.functional.conftest import CONF, REC0, REC1
 from tests.system.cluster import PG_ADMIN_URL, create_database, drop_database
@@ -310,12 +311,14 @@ async def fuzz(gw: RunningGateway, forms: list[Form], scratch: Path) -> list[str
 
     downloads.serve = noting  # type: ignore[method-assign]
     received = await exchange_all(port, probes, scratch)
-    await gw.gateway.auditor.drain()
+    assert await gw.gateway.auditor.drain(), "the audit events were not all shipped"
     failures: list[str] = []
     if reached[-1]:
         failures.append(f"{reached[-1]} handler calls from a client address of no request")
-    audited: dict[int, list[AuditRecord]] = {}
-    for row in await gw.gateway.auditor.store.query(limit=10 * len(probes)):
+    audited: dict[int, list[Transfer]] = {}
+    rows, unended = pair(await stored_events(gw.gateway.settings.database_url))
+    failures += [f"a start without an end: {start}" for start in unended]
+    for row in rows:
         owner = probe_of(row.client)
         if owner is None:
             failures.append(f"an audit record of no request: {row}")
@@ -354,31 +357,33 @@ async def fuzz(gw: RunningGateway, forms: list[Form], scratch: Path) -> list[str
     return failures
 
 
-def wrong_record(probe: Probe, answer: Answer, row: AuditRecord) -> list[str]:
-    """What the audit record says wrongly of what the client got (M3), or of its text (M1)."""
+def wrong_record(probe: Probe, answer: Answer, row: Transfer) -> list[str]:
+    """What the audit transfer says wrongly of what the client got (M3), or of its text (M1)."""
     wrong = []
     head = probe.method == "HEAD"
     if row.interface != probe.form.interface.value or row.agent_id != AGENT:
         wrong.append(f"recorded as {row.interface} of agent {row.agent_id}")
+    if row.kind != ("head" if head else "download"):
+        wrong.append(f"recorded as a {row.kind}")
     if answer.envelope:
         expected = "refused"
         if not head and row.retcode != json.loads(answer.body)["retcode"]:
             wrong.append(f"retcode {row.retcode} recorded, {answer.body!r} answered")
     elif answer.status in (200, 206) and answer.download:
-        expected = "head" if head else "completed"
+        expected = "completed"
         if not head and answer.body != expected_body(probe, answer):
             wrong.append(f"not the file's bytes: {answer.headers}")
         if not head and row.bytes_sent != len(answer.body):
             wrong.append(f"{row.bytes_sent} bytes recorded, {len(answer.body)} received")
     elif answer.status == 304:
-        expected = "head" if head else "completed"
+        expected = "completed"
     elif answer.status in (412, 416):
         expected = "refused"
     else:
         return [f"an answer that is no download: {answer.status} {answer.headers}"]
     if (row.outcome, row.status) != (expected, answer.status):
         wrong.append(f"recorded {row.outcome} {row.status}, answered {answer.status} ({expected})")
-    texts = (row.range, row.record_id, row.conference_id, row.client)
+    texts = (row.range, *map(str, row.start.concerns.values()), row.client)
     if not all(text.isprintable() for text in texts):
         wrong.append(f"unprintable text recorded: {texts!r}")
     return wrong

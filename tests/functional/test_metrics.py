@@ -15,9 +15,9 @@ from yarl import URL
 from ccgateway import retcodes
 from ccgateway.recordings.catalog import Registration
 from ccgateway.stores.base import FileType
+from tests.audit_trail import transfers as audit_rows
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.functional.conftest import CONF, REC0, REC1
-from tests.functional.test_download_audit import audit_rows
 
 TOKEN = "metrics-token-0123456789"
 SMALL = 100_000
@@ -175,6 +175,10 @@ async def test_a_known_sequence_shows_in_the_metrics(
     assert 0 < found["ccgateway_download_first_byte_seconds_sum"][interface] < 10
     buckets = found["ccgateway_download_first_byte_seconds_bucket"]
     assert buckets[(*interface, ("le", "+Inf"))] == 2
+    # The audit journal: its bytes (the node's six events, shipped but kept in the segment being
+    # written) and, all shipped, no event waiting.
+    assert found["ccgateway_audit_journal_bytes"][()] > 0
+    assert found["ccgateway_audit_oldest_unshipped_seconds"] == {(): 0.0}
     # The client going away is no fault of the gateway's: no error, and "aborted" in the log.
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     access = [r.getMessage() for r in caplog.records if r.name == "ccgateway.access"]

@@ -26,7 +26,8 @@ from ccgateway.recordings.catalog import CatalogError, Registration
 from ccgateway.recordings.discovery import FORMAT, discover, parse_listing
 from ccgateway.sources.base import SourceMissing
 from ccgateway.sources.http import HttpOptions
-from ccgateway.stores.base import AuditRecord, FileType
+from ccgateway.stores.base import FileType
+from tests.audit_trail import transfers as audit_rows
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.contract.test_sources import Script, scripted_upstream
 from tests.functional.conftest import CONF, REC0
@@ -149,16 +150,6 @@ async def get(
 def retcode(body: bytes) -> str:
     code: str = json.loads(body)["retcode"]
     return code
-
-
-async def audit_rows(gw: RunningGateway, expected: int) -> list[AuditRecord]:
-    rows: list[AuditRecord] = []
-    for _ in range(200):
-        rows = await gw.gateway.auditor.store.query()
-        if len(rows) >= expected:
-            return rows
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"expected {expected} audit rows, have {len(rows)}")
 
 
 async def test_full_download_head_and_ranges(remote: Remote, make_gateway: GatewayFactory) -> None:

@@ -20,8 +20,9 @@ from ccgateway.config import SECRET_KEYS, load_settings
 from ccgateway.errors import ConfigError
 from ccgateway.recordings.catalog import Registration
 from ccgateway.sources.base import MediaSource
-from ccgateway.stores.base import AuditRecord, FileType
-from tests.conftest import GatewayFactory, RunningGateway, guid_of
+from ccgateway.stores.base import FileType
+from tests.audit_trail import transfers
+from tests.conftest import GatewayFactory, guid_of
 from tests.functional.conftest import CONF, REC0, Recordings
 from tests.functional.test_admin_and_events import TOKEN, admin
 from tests.functional.test_file_server import (
@@ -272,12 +273,8 @@ async def test_m1_a_range_with_a_high_byte_is_audited(
     for odd in (b"bytes=0-\xff", b"bytes=\xc3\x28-1", b"\xff\xfe"):
         answer = await raw_get(port, target, [b"Guid: " + guid, b"Range: " + odd])
         assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
-    for _ in range(50):
-        rows = await fs.gw.gateway.auditor.query(agent_id=101)
-        if len(rows) >= 3:
-            break
-        await asyncio.sleep(0.05)
-    assert len(rows) == 3
+    rows = await transfers(fs.gw, 3)
+    assert len(rows) == 3 and {row.agent_id for row in rows} == {101}
     assert {row.outcome for row in rows} == {"completed"}
     assert all(row.range.isprintable() for row in rows)
 
@@ -301,23 +298,14 @@ def test_l10_the_presence_disclosure_is_documented() -> None:
 # -- M3: outcomes are explicit ---------------------------------------------------------------------
 
 
-async def audit_rows(gw: RunningGateway, expected: int) -> list[AuditRecord]:
-    for _ in range(200):
-        rows = await gw.gateway.auditor.query()
-        if len(rows) >= expected:
-            return rows
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"expected {expected} audit rows, have {len(rows)}")
-
-
 async def test_m3_a_head_is_audited_as_a_head_and_a_fault_as_an_error(rec: Recordings) -> None:
     guid = await rec.guid(101)
     http, base = rec.gw.client.http, rec.gw.client.base
     url = base + rec.url(101, conferenceId=CONF, fileType="0", recordId=REC0)
     async with http.head(url, headers={"Guid": guid}) as response:
         assert response.status == 200
-    (head,) = await audit_rows(rec.gw, 1)
-    assert head.outcome == "head" and head.bytes_sent == 0
+    (head,) = await transfers(rec.gw, 1)
+    assert (head.kind, head.outcome, head.bytes_sent) == ("head", "completed", 0)
 
     def broken(location: str) -> MediaSource:
         raise RuntimeError("a bug of ours")
@@ -325,8 +313,13 @@ async def test_m3_a_head_is_audited_as_a_head_and_a_fault_as_an_error(rec: Recor
     rec.gw.gateway.sources.open = broken  # type: ignore[method-assign]
     async with http.get(url, headers={"Guid": guid}) as response:
         assert response.status == 500
-    error, _ = await audit_rows(rec.gw, 2)
-    assert (error.outcome, error.status, error.retcode) == ("error", 500, "000-000")
+    error, _ = await transfers(rec.gw, 2)
+    assert (error.kind, error.outcome, error.status, error.retcode) == (
+        "download",
+        "error",
+        500,
+        "000-000",
+    )
 
 
 # -- H2: a directory change ends the agent's session -----------------------------------------------

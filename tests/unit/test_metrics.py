@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ccgateway.audit.trail import DownloadAttempt, Outcome
+from ccgateway.audit.events import Outcome
+from ccgateway.audit.trail import DownloadAttempt
 from ccgateway.web.metrics import GatewayMetrics
 
 

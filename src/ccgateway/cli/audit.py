@@ -8,8 +8,8 @@ import json
 
 import click
 
+from ccgateway.audit.events import Outcome
 from ccgateway.audit.shapes import audit_json
-from ccgateway.audit.trail import Outcome
 from ccgateway.cli.options import config_option, settings_from
 from ccgateway.gateway import open_gateway
 from ccgateway.stores.base import AuditRecord

@@ -60,7 +60,7 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
 
 
 async def _serve(settings: Settings, context: ssl.SSLContext | None, demo: bool) -> None:
-    async with open_gateway(settings) as gateway:
+    async with open_gateway(settings, node=True) as gateway:
         demo_agents = await seed_demo_agents(gateway.agents, settings.data_dir) if demo else []
         if demo:
             await seed_demo_recordings(gateway.catalog, settings.data_dir)

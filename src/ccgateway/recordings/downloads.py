@@ -5,7 +5,8 @@ came) and either refuses it with a ``GatewayError`` carrying its retcode, or han
 ``ReadyDownload`` (source, size, validators, file name) to the caller's ``send``. The checks run
 in the documented order (docs/recordings.md): the interface's switches and parameters, then the
 GUID, then what the agent may have (``access``), then the lookup (catalog or file server), then
-the source and its freshness. Whatever happens, the attempt is audited exactly once. The node's
+the source and its freshness. Whatever happens, the attempt is audited exactly once, as one
+transfer: a ``start`` event before the response, an ``end`` after it. The node's
 download slot (``_Slot``) is held while the bytes go out (``ReadyDownload.slot``), and while a
 file-server file's digest is computed or awaited for the attempt, HEAD included: hashing is
 bounded by the same per-agent and node limits, and refused as they refuse.
@@ -33,10 +34,11 @@ from typing import Protocol, TypeVar
 
 from ccgateway import retcodes
 from ccgateway.agents.directory import AgentDirectory
-from ccgateway.audit.trail import Auditor, DownloadAttempt, Outcome
+from ccgateway.audit.events import Kind, Outcome
+from ccgateway.audit.trail import Auditor, DownloadAttempt
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
-from ccgateway.node.limits import FlowControl
+from ccgateway.node.limits import FlowControl, node_busy
 from ccgateway.recordings.access import inspected_agent, may_fetch_registered
 from ccgateway.recordings.catalog import Catalog, is_id
 from ccgateway.recordings.fileserver import FileServer, LocatedFile
@@ -80,6 +82,7 @@ class DownloadRequest:
     call_id: str = ""
     hw_file_name: str = ""
     work_no: str = ""
+    range: str = ""  # the Range header, as requested (for the audit)
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,10 @@ class ReadyDownload:
     filename: str
     attempt: DownloadAttempt  # the transfer fills in range, status, outcome and bytes
     slot: Callable[[], AbstractContextManager[None]]  # held while the bytes go out
+
+
+# Retry-After of a download refused while the audit journal cannot be written (a full disk).
+AUDIT_RETRY_AFTER_S = 5.0
 
 
 class DownloadObserver(Protocol):
@@ -131,8 +138,14 @@ class Downloads:
         observer: DownloadObserver | None = None,
     ) -> T:
         """Decide ``request``, then ``send`` what it may have; the attempt is audited however
-        it ends (a ``GatewayError`` from the checks or from ``send`` is a refusal)."""
-        attempt = self._auditor.begin(request.interface.value, request.client)
+        it ends (a ``GatewayError`` from the checks or from ``send`` is a refusal): its ``start``
+        before the first byte, its ``end`` after the last (docs/audit.md). While the audit
+        journal cannot be written (a full disk), a new download is refused with 503 ``000-009``
+        (running ones finish)."""
+        kind = Kind.HEAD if request.head else Kind.DOWNLOAD
+        attempt = self._auditor.begin(
+            request.interface.value, request.client, kind=kind, range=request.range
+        )
         attempt.agent_id = request.agent_id
         attempt.conference_id = request.conference_id
         attempt.record_id = request.record_id
@@ -140,10 +153,15 @@ class Downloads:
             observer.download_started()
         slot = _Slot(self._flow, attempt)
         try:
-            return await send(await self._decide(request, attempt, slot))
+            if not self._auditor.writable:
+                raise node_busy(AUDIT_RETRY_AFTER_S)
+            ready = await self._decide(request, attempt, slot)
+            self._auditor.authorize(attempt)
+            return await send(ready)
         except GatewayError as exc:
             attempt.outcome = Outcome.REFUSED
             attempt.retcode = exc.retcode.code
+            attempt.status = exc.http_status
             if exc.retcode is retcodes.SOURCE_FAILED:
                 log.warning(
                     "%s refused with %s: %s", attempt.interface, exc.retcode.code, exc.detail
@@ -283,7 +301,7 @@ class Downloads:
     async def _file(
         self, request: DownloadRequest, attempt: DownloadAttempt, slot: _Slot, located: LocatedFile
     ) -> ReadyDownload:
-        attempt.record_id = str(located.drive_path)
+        attempt.path = str(located.drive_path)
         try:  # hashing an uncached file (or waiting for its hash) holds the attempt's slot
             digest = await self._files.digest(located.path, before_hashing=slot.take)
         except SourceError:

@@ -440,6 +440,48 @@ class AuditStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class AuditEventRow:
+    """One audit event as the ``audit_events`` table holds it: ``body`` (its canonical
+    encoding, docs/audit.md) is authoritative, the other columns repeat some of its values for
+    queries (``audit/shipper.py`` ``row_of`` makes them)."""
+
+    writer: str
+    seq: int
+    time_ms: int
+    kind: str
+    name: str
+    agent_id: int | None
+    conference_id: str
+    record_id: str
+    outcome: str
+    start_seq: int | None
+    client: str
+    body: str
+
+
+class AuditEventStore(Protocol):
+    """The audit trail's events in the database (``audit_events``). Shipping hands them over;
+    a node's start asks which transfers of its earlier runs are still open."""
+
+    async def insert(self, rows: Sequence[AuditEventRow]) -> None:
+        """Store ``rows``; one whose (writer, seq) is already there is left as it is."""
+        ...
+
+    async def last_writer(self, low: str, below: str) -> str | None:
+        """The greatest writer ``w`` with events and ``low <= w < below``."""
+        ...
+
+    async def open_starts(self, writer: str) -> list[str]:
+        """The bodies of ``writer``'s ``start`` events that have no ``end`` of ``writer``."""
+        ...
+
+    async def interrupted_ends(self, start_seqs: Sequence[int], low: str, below: str) -> list[str]:
+        """The bodies of the ``end`` events with outcome ``interrupted`` whose ``start_seq`` is
+        one of ``start_seqs``, written by writers ``w`` with ``low <= w < below``."""
+        ...
+
+
 AUDIO, VIDEO = 1, 2  # fileMediaType: what a file-server recording holds
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ccgateway.stores.base import (
     AgentRecord,
+    AuditEventRow,
     AuditRecord,
     ConferenceRecord,
     ConferenceViewer,
@@ -23,6 +25,7 @@ from ccgateway.stores.base import (
 from ccgateway.stores.schema import (
     agents,
     audit,
+    audit_events,
     conferences,
     file_digests,
     file_recordings,
@@ -402,6 +405,61 @@ class SqlAuditStore:
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).all()
         return [AuditRecord(**row._asdict()) for row in rows]
+
+
+class SqlAuditEventStore:
+    """``audit_events``: shipped events, inserted idempotently by (writer, seq)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def insert(self, rows: Sequence[AuditEventRow]) -> None:
+        if not rows:
+            return
+        async with self._engine.begin() as connection:
+            statement = _insert(connection, audit_events).on_conflict_do_nothing(
+                index_elements=["writer", "seq"]
+            )
+            await connection.execute(statement, [dataclasses.asdict(row) for row in rows])
+
+    async def last_writer(self, low: str, below: str) -> str | None:
+        query = sa.select(sa.func.max(audit_events.c.writer)).where(
+            audit_events.c.writer >= low, audit_events.c.writer < below
+        )
+        async with self._engine.connect() as connection:
+            found = (await connection.execute(query)).scalar()
+        return None if found is None else str(found)
+
+    async def open_starts(self, writer: str) -> list[str]:
+        ends = audit_events.alias("ends")
+        query = (
+            sa.select(audit_events.c.body)
+            .where(
+                audit_events.c.writer == writer,
+                audit_events.c.name == "start",
+                ~sa.exists().where(
+                    ends.c.writer == writer,
+                    ends.c.name == "end",
+                    ends.c.start_seq == audit_events.c.seq,
+                ),
+            )
+            .order_by(audit_events.c.seq)
+        )
+        async with self._engine.connect() as connection:
+            return [str(body) for body in (await connection.execute(query)).scalars()]
+
+    async def interrupted_ends(self, start_seqs: Sequence[int], low: str, below: str) -> list[str]:
+        if not start_seqs:
+            return []
+        query = sa.select(audit_events.c.body).where(
+            audit_events.c.writer >= low,
+            audit_events.c.writer < below,
+            audit_events.c.name == "end",
+            audit_events.c.outcome == "interrupted",
+            audit_events.c.start_seq.in_(list(start_seqs)),
+        )
+        async with self._engine.connect() as connection:
+            return [str(body) for body in (await connection.execute(query)).scalars()]
 
 
 class SqlFileStore:

@@ -1,5 +1,5 @@
-"""The gateway's metrics, in Prometheus form: requests, signed-in agents, sign-in lockouts and
-downloads.
+"""The gateway's metrics, in Prometheus form: requests, signed-in agents, sign-in lockouts,
+downloads and the audit journal.
 
 Each gateway has its own ``CollectorRegistry`` (never prometheus_client's global one), so many
 gateways can live in one process, as they do in the tests. Every label takes its values from a
@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ccgateway.audit.trail import DownloadAttempt, Outcome
+from ccgateway.audit.events import Kind, Outcome
+from ccgateway.audit.trail import DownloadAttempt
 
 # Seconds from the start of a download request to its response head going out: catalog lookups,
 # authorization, the source's first answer (a remote source may take seconds).
@@ -66,6 +67,24 @@ class _LockoutCollector(Collector):
         )
 
 
+class _AuditCollector(Collector):
+    def __init__(self, read: Callable[[], tuple[int, float]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        size, age = self._read()
+        yield GaugeMetricFamily(
+            "ccgateway_audit_journal_bytes",
+            "bytes of audit events in the local journal (DATA_DIR/audit), shipped or not",
+            size,
+        )
+        yield GaugeMetricFamily(
+            "ccgateway_audit_oldest_unshipped_seconds",
+            "age of the oldest audit event not yet in the database (0: none waits)",
+            age,
+        )
+
+
 class GatewayMetrics:
     """The metric objects of one gateway, and their text exposition."""
 
@@ -90,7 +109,7 @@ class GatewayMetrics:
         )
         self.downloads_finished = Counter(
             "ccgateway_downloads_finished",
-            "download attempts ended, by interface and audit outcome",
+            "download attempts ended, by interface and audit outcome ('head': a HEAD answered)",
             ["interface", "outcome"],
             registry=self.registry,
         )
@@ -116,6 +135,10 @@ class GatewayMetrics:
         """Report the lockouts this node started, read with ``read`` at every scrape."""
         self.registry.register(_LockoutCollector(read))
 
+    def watch_audit(self, read: Callable[[], tuple[int, float]]) -> None:
+        """Report the audit journal's size and the age of its oldest unshipped event."""
+        self.registry.register(_AuditCollector(read))
+
     def count_request(self, interface: str, retcode: str, status: str) -> None:
         self.requests.labels(interface, retcode, status).inc()
 
@@ -125,8 +148,10 @@ class GatewayMetrics:
     def download_finished(self, attempt: DownloadAttempt) -> None:
         """The attempt has ended, whatever its outcome: its bytes, its outcome, its first byte."""
         self.downloads_in_flight.dec()
-        outcome = attempt.outcome or Outcome.ERROR
-        self.downloads_finished.labels(attempt.interface, outcome.value).inc()
+        outcome = (attempt.outcome or Outcome.ERROR).value
+        if attempt.kind is Kind.HEAD and attempt.outcome is Outcome.COMPLETED:
+            outcome = "head"
+        self.downloads_finished.labels(attempt.interface, outcome).inc()
         if attempt.outcome is not Outcome.OFFLOADED:
             self.bytes_sent.labels(attempt.interface).inc(attempt.bytes_sent)
         if attempt.first_byte_at is not None:

@@ -69,6 +69,7 @@ async def _serve(
         call_id=call_id,
         hw_file_name=hw_file_name,
         work_no=work_no,
+        range=request.headers.get("Range", ""),
     )
 
     async def send(ready: ReadyDownload) -> web.StreamResponse:

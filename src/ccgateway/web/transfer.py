@@ -3,8 +3,9 @@
 It answers 200, 206, 304, 412 or 416 from ``wire.ranges.decide`` (our own conditional and range
 logic, not aiohttp's ``FileResponse``), with strong validators from the registered SHA-256, and
 sends the bytes with zero-copy ``sendfile`` when the source is a local file on a plain-HTTP
-connection, or in 1 MiB chunks otherwise (TLS, remote sources). The attempt's outcome and the
-bytes handed to the network are written into the ``DownloadAttempt`` for the audit. What to send,
+connection, or in 1 MiB chunks otherwise (TLS, remote sources). The attempt's outcome, status,
+the ranges served and the bytes handed to the network are written into the ``DownloadAttempt``
+for its audit ``end`` event. What to send,
 and whether the agent may have it, was decided by ``recordings.downloads``.
 
 A transfer that cannot be finished (the source failed after the headers went out) is cut: the
@@ -25,7 +26,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ccgateway.audit.trail import DownloadAttempt, Outcome
+from ccgateway.audit.events import Outcome
+from ccgateway.audit.trail import DownloadAttempt
 from ccgateway.config import Settings
 from ccgateway.recordings.downloads import ReadyDownload
 from ccgateway.sources.base import MediaSource, SourceError, reading
@@ -47,11 +49,10 @@ async def send_download(request: web.Request, download: ReadyDownload) -> web.St
     validators = Validators(
         etag=strong_etag(download.sha256), last_modified=download.mtime_ns / 1e9, size=size
     )
-    attempt.range = request.headers.get("Range", "")
     decision = decide(request.method, request.headers, validators)
     attempt.status = decision.status
     if decision.status == 304:
-        attempt.outcome = Outcome.HEAD if request.method == "HEAD" else Outcome.COMPLETED
+        attempt.outcome = Outcome.COMPLETED
         return web.Response(status=304, headers=_not_modified_headers(validators))
     headers = _headers(request, download, validators)
     if decision.status in (412, 416):
@@ -81,13 +82,15 @@ async def _stream(
         chosen = decision.ranges[0]
         start, length = chosen.start, chosen.length
         headers["Content-Range"] = chosen.content_range(size)
+    if request.method != "HEAD" and length:
+        attempt.ranges = [[start, start + length - 1]]
     response = web.StreamResponse(status=decision.status, headers=headers)
     response.content_length = length
     await response.prepare(request)
     attempt.mark_first_byte()
     if request.method == "HEAD" or length == 0:
         await response.write_eof()
-        attempt.outcome = Outcome.HEAD if request.method == "HEAD" else Outcome.COMPLETED
+        attempt.outcome = Outcome.COMPLETED
         return response
     stall_s = settings.client_stall_timeout_s
     try:
@@ -185,8 +188,10 @@ def _offload(
     """
     if decision.status != 206:
         del headers["Accept-Ranges"]  # nginx adds its own to a 200, and none to a 206
-    attempt.outcome = Outcome.OFFLOADED
-    attempt.bytes_sent = sum(r.length for r in decision.ranges) or decision.validators.size
+    attempt.outcome = Outcome.OFFLOADED  # nginx sends the bytes: the audit says it knows none
+    size = decision.validators.size
+    chosen = [[r.start, r.start + r.length - 1] for r in decision.ranges]
+    attempt.ranges = chosen or ([[0, size - 1]] if size else [])
     headers["X-Accel-Redirect"] = prefix + urllib.parse.quote(str(path))
     headers["X-Accel-Buffering"] = "no"
     return web.Response(status=200, headers=headers)
