@@ -77,7 +77,7 @@ WRONG_AGENT_TYPE = Retcode(
 INVALID_IP = Retcode("100-016", "invalid ip", "ip is not an IPv4 address")
 AGENT_LOCKED = Retcode(
     "110-016",
-    "agent locked",
+    "account locked",
     "sign-in of a work number (known or not) locked after SIGNIN_LOCKOUT_ATTEMPTS failed sign-ins"
     " within SIGNIN_LOCKOUT_WINDOW_S, for SIGNIN_LOCKOUT_S, the right password too",
 )

@@ -207,6 +207,7 @@ async def test_m6_a_lockout_is_shared_by_the_nodes_and_lifted_by_the_cli_on_redi
     a separate process on the same Redis, lifts it for both."""
     shared = {
         "SESSIONS_URL": lockout_redis,
+        "GUID_DIGEST_KEY": "lockout-guid-digest-key-0123456789",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}",
         "SIGNIN_LOCKOUT_ATTEMPTS": "4",
     }
