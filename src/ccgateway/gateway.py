@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from ccgateway.agents.directory import AgentDirectory
+from ccgateway.audit.recorder import Recorder
 from ccgateway.audit.trail import Auditor
 from ccgateway.config import Settings
 from ccgateway.node.clock import Clock, SystemClock
@@ -29,11 +30,17 @@ from ccgateway.sessions.manager import SessionManager, guid_key_id
 from ccgateway.sources import Sources
 from ccgateway.sources.http import HttpOptions
 from ccgateway.sources.s3 import S3Config
-from ccgateway.stores.base import EventBus, LockoutStore, SessionStore
+from ccgateway.stores.base import AuditEventReader, EventBus, LockoutStore, SessionStore
 from ccgateway.stores.memory import MemoryEventBus, MemorySessionStore
 from ccgateway.stores.memory_lockouts import MemoryLockoutStore
 from ccgateway.stores.schema import open_engine
-from ccgateway.stores.sql import SqlAgentStore, SqlAuditStore, SqlCatalogStore, SqlFileStore
+from ccgateway.stores.sql import (
+    SqlAgentStore,
+    SqlAuditEventReader,
+    SqlAuditStore,
+    SqlCatalogStore,
+    SqlFileStore,
+)
 
 
 @dataclass(frozen=True)
@@ -50,10 +57,14 @@ class Gateway:
     flow: FlowControl
     downloads: Downloads
     lockout: Lockout
+    audit_reader: AuditEventReader  # the trail as read (ccgateway audit, the admin API)
 
 
 @asynccontextmanager
-async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Gateway]:
+async def open_gateway(
+    settings: Settings, clock: Clock | None = None, *, recorder: Recorder | None = None
+) -> AsyncIterator[Gateway]:
+    """``recorder``: where the session, security and admin events go (docs/audit.md)."""
     clock = clock or SystemClock()
     async with AsyncExitStack() as stack:
         sources = Sources(http=_http_options(settings), s3=_s3_config(settings))
@@ -66,11 +77,20 @@ async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncI
         lockout = Lockout(LockoutRule.from_settings(settings), clock, lockouts)
         flow = FlowControl(settings)
         sessions = SessionManager(
-            settings, clock, directory, session_store, events, lockout=lockout, budget=flow.agents
+            settings,
+            clock,
+            directory,
+            session_store,
+            events,
+            lockout=lockout,
+            budget=flow.agents,
+            recorder=recorder,
         )
         announcer = Announcer(events, clock, sessions.is_signed_in)
-        catalog = Catalog(SqlCatalogStore(engine), sources, announcer, clock)
-        files = FileServer(settings, SqlFileStore(engine), sources, announcer, clock)
+        catalog = Catalog(SqlCatalogStore(engine), sources, announcer, clock, recorder=recorder)
+        files = FileServer(
+            settings, SqlFileStore(engine), sources, announcer, clock, recorder=recorder
+        )
         auditor = Auditor(SqlAuditStore(engine), clock, settings.node_name)
         stack.push_async_callback(auditor.drain)  # before the engine closes
         downloads = Downloads(settings, sessions, directory, catalog, files, sources, auditor, flow)
@@ -87,6 +107,7 @@ async def open_gateway(settings: Settings, clock: Clock | None = None) -> AsyncI
             flow,
             downloads,
             lockout,
+            SqlAuditEventReader(engine),
         )
 
 
