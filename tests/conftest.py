@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from ccgateway.app import RUNNER_OPTIONS, create_app
+from ccgateway.audit.recorder import Recorder
 from ccgateway.config import load_settings
 from ccgateway.gateway import Gateway, open_gateway
 from ccgateway.node.clock import ManualClock
@@ -95,10 +96,13 @@ GatewayFactory = Callable[..., Awaitable[RunningGateway]]
 
 @pytest.fixture
 async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
-    """Start gateways (on 127.0.0.1, real HTTP) with settings overrides and a manual clock."""
+    """Start gateways (on 127.0.0.1, real HTTP) with settings overrides and a manual clock (and
+    the audit ``recorder`` given)."""
     async with AsyncExitStack() as stack:
 
-        async def make(clock: ManualClock | None = None, **overrides: str) -> RunningGateway:
+        async def make(
+            clock: ManualClock | None = None, *, recorder: Recorder | None = None, **overrides: str
+        ) -> RunningGateway:
             values = {
                 "DATA_DIR": str(tmp_path / "data"),
                 "AGENT_POLL_WAIT_TIMES": "2",
@@ -110,7 +114,9 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
             }
             settings = load_settings(environ={}, **values)
             clock = clock or ManualClock()
-            gateway = await stack.enter_async_context(open_gateway(settings, clock, node=True))
+            gateway = await stack.enter_async_context(
+                open_gateway(settings, clock, node=True, recorder=recorder)
+            )
             server = TestServer(create_app(gateway), host="127.0.0.1", **RUNNER_OPTIONS)
             await server.start_server()
             stack.push_async_callback(server.close)

@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from ccgateway.agents.directory import AgentDirectory
+from ccgateway.audit.recorder import Recorder
 from ccgateway.audit.trail import Auditor
 from ccgateway.config import Settings
 from ccgateway.node.clock import Clock, SystemClock
@@ -29,12 +30,13 @@ from ccgateway.sessions.manager import SessionManager, guid_key_id
 from ccgateway.sources import Sources
 from ccgateway.sources.http import HttpOptions
 from ccgateway.sources.s3 import S3Config
-from ccgateway.stores.base import EventBus, LockoutStore, SessionStore
+from ccgateway.stores.base import AuditEventReader, EventBus, LockoutStore, SessionStore
 from ccgateway.stores.memory import MemoryEventBus, MemorySessionStore
 from ccgateway.stores.memory_lockouts import MemoryLockoutStore
 from ccgateway.stores.schema import open_engine
 from ccgateway.stores.sql import (
     SqlAgentStore,
+    SqlAuditEventReader,
     SqlAuditEventStore,
     SqlAuditStore,
     SqlCatalogStore,
@@ -56,16 +58,22 @@ class Gateway:
     flow: FlowControl
     downloads: Downloads
     lockout: Lockout
+    audit_reader: AuditEventReader  # the trail as read (ccgateway audit, the admin API)
 
 
 @asynccontextmanager
 async def open_gateway(
-    settings: Settings, clock: Clock | None = None, *, node: bool = False
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    node: bool = False,
+    recorder: Recorder | None = None,
 ) -> AsyncIterator[Gateway]:
     """The gateway's services. ``node``: this process serves (``ccgateway serve``): its audit
     writer is the node's run, journaled under ``DATA_DIR/audit/``, and it first recovers the
     earlier runs' journals; otherwise (the CLI) a CLI writer, journaled in a temporary directory
-    and shipped before this returns (docs/audit.md)."""
+    and shipped before this returns (docs/audit.md). ``recorder``: where the session, security
+    and admin events go instead of that writer (tests)."""
     clock = clock or SystemClock()
     async with AsyncExitStack() as stack:
         sources = Sources(http=_http_options(settings), s3=_s3_config(settings))
@@ -77,12 +85,6 @@ async def open_gateway(
         stack.callback(directory.close)
         lockout = Lockout(LockoutRule.from_settings(settings), clock, lockouts)
         flow = FlowControl(settings)
-        sessions = SessionManager(
-            settings, clock, directory, session_store, events, lockout=lockout, budget=flow.agents
-        )
-        announcer = Announcer(events, clock, sessions.is_signed_in)
-        catalog = Catalog(SqlCatalogStore(engine), sources, announcer, clock)
-        files = FileServer(settings, SqlFileStore(engine), sources, announcer, clock)
         events_store, legacy = SqlAuditEventStore(engine), SqlAuditStore(engine)
         if node:
             root = settings.data_dir / "audit"
@@ -91,6 +93,22 @@ async def open_gateway(
             auditor = Auditor.for_cli(clock, events_store, legacy)
         auditor.run(recover=node)
         stack.push_async_callback(auditor.aclose)  # drained before the engine closes
+        recorder = recorder or auditor
+        sessions = SessionManager(
+            settings,
+            clock,
+            directory,
+            session_store,
+            events,
+            lockout=lockout,
+            budget=flow.agents,
+            recorder=recorder,
+        )
+        announcer = Announcer(events, clock, sessions.is_signed_in)
+        catalog = Catalog(SqlCatalogStore(engine), sources, announcer, clock, recorder=recorder)
+        files = FileServer(
+            settings, SqlFileStore(engine), sources, announcer, clock, recorder=recorder
+        )
         downloads = Downloads(settings, sessions, directory, catalog, files, sources, auditor, flow)
         yield Gateway(
             settings,
@@ -105,6 +123,7 @@ async def open_gateway(
             flow,
             downloads,
             lockout,
+            SqlAuditEventReader(engine),
         )
 
 

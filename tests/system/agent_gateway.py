@@ -68,7 +68,9 @@ class AgentGateway:
         return self.call(method, f"/ccgateway/admin/v1/{path}", body, auth)[0]
 
     def audit(self, agent: int) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self.admin("GET", f"audit?agent={agent}&limit=100")["result"]
+        """The agent's downloads, a line each (docs/audit.md, "Reading it")."""
+        query = f"audit?agent={agent}&kind=download&limit=100"
+        rows: list[dict[str, Any]] = self.admin("GET", query)["result"]
         return rows
 
     def register(self, conference: str, record: str, agents: list[int], hd: Path) -> None:

@@ -221,7 +221,7 @@ def test_sigterm_lets_a_download_finish_then_exits(tmp_path: Path) -> None:
     finally:
         stop(running)
     rows = json.loads(audit_json(tmp_path))
-    assert [(r["outcome"], r["bytesSent"]) for r in rows] == [("completed", SIZE)]
+    assert [(r["outcome"], r["end"]["fields"]["bytes"]) for r in rows] == [("completed", SIZE)]
 
 
 def test_sigterm_cuts_a_download_at_the_deadline(tmp_path: Path) -> None:
@@ -242,12 +242,12 @@ def test_sigterm_cuts_a_download_at_the_deadline(tmp_path: Path) -> None:
         reader.join(5)
     rows = json.loads(audit_json(tmp_path))
     assert [r["outcome"] for r in rows] == ["aborted"]
-    assert rows[0]["bytesSent"] < SIZE
+    assert rows[0]["end"]["fields"]["bytes"] < SIZE
 
 
 def audit_json(tmp_path: Path) -> str:
     runner = CliRunner(env={"CCGW_DATA_DIR": str(tmp_path / "data")})
-    result = runner.invoke(cli, ["audit", "--json"])
+    result = runner.invoke(cli, ["audit", "--json", "--kind", "download"])  # a transfer a line
     assert result.exit_code == 0, result.output
     return result.output
 

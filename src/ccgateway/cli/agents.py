@@ -69,9 +69,9 @@ def add(
     config_path: str | None,
 ) -> None:
     """Add agent WORK_NO (101-999999)."""
-    _run(
+    _run_on_gateway(
         config_path,
-        lambda d: d.add(
+        lambda gateway: gateway.sessions.add_agent(
             work_no,
             password,
             name=name,
@@ -122,7 +122,7 @@ def list_(as_json: bool, config_path: str | None) -> None:
 @config_option
 def passwd(work_no: int, password: str, config_path: str | None) -> None:
     """Set agent WORK_NO's password."""
-    _run(config_path, lambda d: d.set_password(work_no, password))
+    _run_on_gateway(config_path, lambda gateway: gateway.sessions.set_password(work_no, password))
     click.echo(f"password of agent {work_no} changed")
 
 
@@ -131,7 +131,7 @@ def passwd(work_no: int, password: str, config_path: str | None) -> None:
 @config_option
 def remove(work_no: int, config_path: str | None) -> None:
     """Remove agent WORK_NO."""
-    _run(config_path, lambda d: d.remove(work_no))
+    _run_on_gateway(config_path, lambda gateway: gateway.sessions.remove_agent(work_no))
     click.echo(f"removed agent {work_no}")
 
 
@@ -166,7 +166,7 @@ def unlock(work_no: int, config_path: str | None) -> None:
 
     async def run() -> bool:
         async with open_gateway(settings) as gateway:
-            return await gateway.lockout.unlock(work_no)
+            return await gateway.sessions.unlock(work_no)
 
     was_locked = asyncio.run(run())
     click.echo(f"agent {work_no} unlocked" if was_locked else f"agent {work_no} was not locked")

@@ -3,7 +3,8 @@
 A conference has participants and recordings in the order they were registered; a recording has at
 most one file per FileType (0 HD, 1 SD, 2 aux). Registering streams each file once for its size
 and SHA-256. A new recording is announced to its signed-in participants as
-``AgentMediaEvent_Record`` (``announcements``).
+``AgentMediaEvent_Record`` (``announcements``). Registrations and removals are audit events of
+kind ``admin`` (``register_recording``, ``remove_recording``, ``remove_conference``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ccgateway import retcodes
 from ccgateway.agents.directory import is_work_no
+from ccgateway.audit.events import Kind, Value
+from ccgateway.audit.recorder import Recorder
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
 from ccgateway.node.recent import RecentCache
@@ -82,9 +86,16 @@ Progress = Callable[[str, int, int], None]
 
 class Catalog:
     def __init__(
-        self, store: CatalogStore, sources: Sources, announcer: Announcer, clock: Clock
+        self,
+        store: CatalogStore,
+        sources: Sources,
+        announcer: Announcer,
+        clock: Clock,
+        *,
+        recorder: Recorder | None = None,
     ) -> None:
         self.store = store
+        self._recorder = recorder
         self._sources = sources
         self._announcer = announcer
         self._clock = clock
@@ -95,12 +106,13 @@ class Catalog:
         )
 
     async def register(
-        self, request: Registration, progress: Progress | None = None
+        self, request: Registration, progress: Progress | None = None, *, client: str = ""
     ) -> RecordingRecord:
         """Digest every file, then store the recording (not yet announced).
 
         The VDN is required when the registration creates the conference; into an existing
-        conference it may be left out, and if given it must be the conference's.
+        conference it may be left out, and if given it must be the conference's. ``client``:
+        the address of who asked, for the audit.
         """
         _check_registration(request)
         vdn = await self._vdn_of(request)
@@ -147,6 +159,12 @@ class Catalog:
         except ValueError as exc:
             raise CatalogError(str(exc)) from None
         self._forget(request.conference_id)
+        self._record(
+            "register_recording",
+            client,
+            {"conference": added.conference_id, "record": added.record_id},
+            {"fileTypes": [int(media.file_type) for media in added.files], "vdn": vdn},
+        )
         return added
 
     async def _vdn_of(self, request: Registration) -> int:
@@ -186,15 +204,31 @@ class Catalog:
     async def list_conferences(self) -> list[ConferenceRecord]:
         return await self.store.list_conferences()
 
-    async def remove_conference(self, conference_id: str) -> bool:
+    async def remove_conference(self, conference_id: str, *, client: str = "") -> bool:
         """Remove a conference from the catalog (its files are kept); False if there is none."""
         removed = await self.store.remove_conference(conference_id)
         self._forget(conference_id)
+        if removed:
+            self._record("remove_conference", client, {"conference": conference_id})
         return removed
 
-    async def remove_recording(self, record_id: str) -> bool:
+    async def remove_recording(self, record_id: str, *, client: str = "") -> bool:
         """Remove one recording from the catalog (its files are kept); False if there is none."""
-        return await self.store.remove_recording(record_id)
+        removed = await self.store.remove_recording(record_id)
+        if removed:
+            self._record("remove_recording", client, {"record": record_id})
+        return removed
+
+    def _record(
+        self,
+        name: str,
+        client: str,
+        concerns: Mapping[str, Value],
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append an ``admin`` audit event (none without a recorder)."""
+        if self._recorder is not None:
+            self._recorder.record(Kind.ADMIN, name, client=client, concerns=concerns, fields=fields)
 
     async def select(
         self, agent: AgentRecord, conference_id: str, record_id: str | None, file_type: FileType

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ccgateway import retcodes
+from ccgateway.audit.events import Kind
+from ccgateway.audit.recorder import Recorder
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
@@ -75,8 +77,11 @@ class FileServer:
         sources: Sources,
         announcer: Announcer,
         clock: Clock,
+        *,
+        recorder: Recorder | None = None,
     ) -> None:
         self._maps = settings.drive_maps
+        self._recorder = recorder
         self.store = store
         self._sources = sources
         self._announcer = announcer
@@ -177,8 +182,10 @@ class FileServer:
         location_id: str = "65535",
         media: int = VIDEO,
         participants: frozenset[int] = frozenset(),
+        client: str = "",
     ) -> FileRecordingRecord:
-        """Register a file-server recording so its participants get ``AgentMediaEvent_Record``."""
+        """Register a file-server recording so its participants get ``AgentMediaEvent_Record``;
+        audited (``admin`` ``register_file_recording``; ``client``: the address of who asked)."""
         if not is_id(record_id) or not is_id(call_id):
             raise ValueError("record id and call id: 1-64 letters, digits, '.', '_', ':' or '-'")
         try:
@@ -203,6 +210,15 @@ class FileServer:
         )
         if not await self.store.add_recording(recording):
             raise ValueError(f"recording {record_id} already exists")
+        if self._recorder is not None:
+            self._recorder.record(
+                Kind.ADMIN,
+                "register_file_recording",
+                agent_id=owner,
+                client=client,
+                concerns={"record": record_id, "path": recording.file_name},
+                fields={"callId": call_id, "media": media, "locationId": location_id},
+            )
         return recording
 
     async def find_by_call(self, call_id: str, media: int) -> list[FileRecordingRecord]:

@@ -47,6 +47,15 @@ class LockoutRule:
         )
 
 
+class LockStarted(GatewayError):
+    """``110-016`` from the failure that started the lock (``SessionManager`` audits it)."""
+
+    def __init__(self, until_ms: int, failures: int) -> None:
+        super().__init__(retcodes.AGENT_LOCKED)
+        self.until_ms = until_ms
+        self.failures = failures
+
+
 class Lockout:
     def __init__(self, rule: LockoutRule, clock: Clock, store: LockoutStore) -> None:
         self.rule = rule
@@ -61,7 +70,8 @@ class Lockout:
 
     async def failed(self, agent_id: int) -> None:
         """A sign-in's password was wrong (or the work number unknown): count it; ``110-016``
-        when this failure locks the work number, or it was locked meanwhile."""
+        when this failure locks the work number (``LockStarted`` when it started the lock), or
+        it was locked meanwhile."""
         rule = self.rule
         if not rule.attempts:
             return
@@ -71,6 +81,7 @@ class Lockout:
             return
         if await self._store.lock(agent_id, now + rule.lock_ms, now):
             self.started += 1
+            raise LockStarted(now + rule.lock_ms, len(failures))
         raise GatewayError(retcodes.AGENT_LOCKED)
 
     async def succeeded(self, agent_id: int) -> None:

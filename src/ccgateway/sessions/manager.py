@@ -34,6 +34,15 @@ rotation is due (the store answers ``Refusal.ROTATE``; the manager then asks onc
 Errors: no session → 100-006 (an idle one is signed out first); a session but a wrong, missing or
 expired GUID → 000-003.
 
+Every session that begins or ends is an audit event of kind ``session`` (``sign_in``,
+``forced_sign_in``, ``sign_out``, ``idle_sign_out``, ``ended_by_directory``, ``ended_by_admin``),
+written here once the store confirmed it; a wrong password or unknown work number is a
+``security`` event ``sign_in_failed`` (the work number as given, never the password), and the
+failure that starts a lockout one more, ``locked_out``. The directory changes an administrator
+makes through this manager (``add_agent``, ``set_password``, ``remove_agent``, ``sign_out_now``,
+``unlock``) are ``admin`` events: the directory itself (``agents``) may not import ``audit``, so
+they are recorded here, one layer up (docs/audit.md).
+
 The agent's request rate (``AgentBudget``, REQUEST_RATE_PER_AGENT) is spent here, by requests whose
 GUID (``authenticate``, ``poll_events``) or password (``sign_in``) was accepted, and only by them:
 a request over it answers 000-007 before its GUID is checked. Sign-ins also pass the lockout
@@ -54,11 +63,13 @@ from typing import Any
 
 from ccgateway import retcodes
 from ccgateway.agents.directory import AgentDirectory, credential_of
+from ccgateway.audit.events import Kind
+from ccgateway.audit.recorder import Recorder
 from ccgateway.config import Settings
 from ccgateway.errors import GatewayError
 from ccgateway.node.clock import Clock
 from ccgateway.node.limits import AgentBudget
-from ccgateway.sessions.lockout import Lockout
+from ccgateway.sessions.lockout import Lockout, LockStarted
 from ccgateway.sessions.pollrule import admit, is_current, is_idle
 from ccgateway.sessions.signin_events import sign_in_events
 from ccgateway.stores.base import (
@@ -68,6 +79,7 @@ from ccgateway.stores.base import (
     PollRefused,
     PollRules,
     Refusal,
+    Role,
     SessionRecord,
     SessionStore,
     SignInRules,
@@ -117,6 +129,7 @@ class SessionManager:
         *,
         lockout: Lockout | None = None,
         budget: AgentBudget | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -126,23 +139,32 @@ class SessionManager:
         self._guid_key = settings.guid_digest_key
         self._lockout = lockout
         self._budget = budget
+        self._recorder = recorder
         self._waking = False  # see wake_polls
         self._waiting: set[asyncio.Future[Event | None]] = set()
 
     # -- sign-in and sign-out -------------------------------------------------------------------
 
     async def sign_in(
-        self, agent_id: int, request: SignIn, *, force: bool = False
+        self, agent_id: int, request: SignIn, *, force: bool = False, client: str = ""
     ) -> tuple[SessionRecord, AgentRecord]:
+        """``client``: the client's address, for the audit."""
         self._check_budget(agent_id)
         if self._lockout is not None:
             await self._lockout.refuse_if_locked(agent_id)
         agent = await self._directory.authenticate(agent_id, request.password)
+        if agent is None:
+            self._record(Kind.SECURITY, "sign_in_failed", agent_id, client)
         if self._lockout is not None:
-            if agent is None:
-                await self._lockout.failed(agent_id)  # 110-016 when this failure locks
-            else:
-                await self._lockout.succeeded(agent_id)  # 110-016 if locked meanwhile
+            try:
+                if agent is None:
+                    await self._lockout.failed(agent_id)  # 110-016 when this failure locks
+                else:
+                    await self._lockout.succeeded(agent_id)  # 110-016 if locked meanwhile
+            except LockStarted as started:
+                fields = {"untilMs": started.until_ms, "failures": started.failures}
+                self._record(Kind.SECURITY, "locked_out", agent_id, client, fields=fields)
+                raise
         if agent is None:
             raise GatewayError(retcodes.WRONG_PASSWORD)
         self._charge_budget(agent_id)
@@ -169,29 +191,76 @@ class SessionManager:
         )
         if stored is None:
             raise GatewayError(retcodes.ALREADY_SIGNED_IN)
+        self._record(Kind.SESSION, "forced_sign_in" if force else "sign_in", agent_id, client)
         return dataclasses.replace(stored, guid=guid), agent
 
-    async def sign_out(self, agent_id: int, guid: str | None) -> None:
+    async def sign_out(self, agent_id: int, guid: str | None, *, client: str = "") -> None:
         """Sign the agent out (logout and forcelogout: this gateway holds no calls to release)."""
         for _ in range(_CAS_ATTEMPTS):
             session = await self._current(agent_id, guid)
             if await self._store.sign_out(agent_id, session.version):
+                self._record(Kind.SESSION, "sign_out", agent_id, client)
                 return
         raise GatewayError(retcodes.NO_RIGHT)
 
-    async def sign_out_now(self, agent_id: int) -> bool:
+    async def sign_out_now(self, agent_id: int, *, client: str = "") -> bool:
         """An administrator's sign-out: a new session epoch for the agent (so its session ends on
         every node within the directory cache's 2 s, whatever store it is in), and its session
         in this node's store removed now (on Redis: every node's). False when no session was
         removed here. ``AgentError`` when there is no such agent."""
         await self._directory.end_sessions(agent_id)
+        self._record(Kind.ADMIN, "agent_signed_out", agent_id, client)
         for _ in range(_CAS_ATTEMPTS):
             session = await self._store.get(agent_id)
             if session is None:
                 return False
-            if await self._end(session):
+            if await self._end(session, "ended_by_admin", client):
                 return True
         return False  # changed under us each time; the new epoch ends it at its next request
+
+    # -- the directory, as an administrator changes it ------------------------------------------
+
+    async def add_agent(
+        self,
+        work_no: int,
+        password: str,
+        *,
+        name: str = "",
+        vdn: int = 1,
+        role: Role = Role.AGENT,
+        may_download_video: bool = True,
+        client: str = "",
+    ) -> AgentRecord:
+        """``AgentDirectory.add``, audited (``agent_added``)."""
+        agent = await self._directory.add(
+            work_no,
+            password,
+            name=name,
+            vdn=vdn,
+            role=role,
+            may_download_video=may_download_video,
+        )
+        fields = {"vdn": vdn, "role": role.value, "videoDownload": may_download_video}
+        self._record(Kind.ADMIN, "agent_added", work_no, client, fields=fields)
+        return agent
+
+    async def set_password(self, work_no: int, password: str, *, client: str = "") -> None:
+        """``AgentDirectory.set_password``, audited (``password_changed``; never the password)."""
+        await self._directory.set_password(work_no, password)
+        self._record(Kind.ADMIN, "password_changed", work_no, client)
+
+    async def remove_agent(self, work_no: int, *, client: str = "") -> None:
+        """``AgentDirectory.remove``, audited (``agent_removed``)."""
+        await self._directory.remove(work_no)
+        self._record(Kind.ADMIN, "agent_removed", work_no, client)
+
+    async def unlock(self, work_no: int, *, client: str = "") -> bool:
+        """Lift the work number's sign-in lockout (``Lockout.unlock``), audited
+        (``agent_unlocked``, with ``wasLocked``); whether it was locked."""
+        was_locked = self._lockout is not None and await self._lockout.unlock(work_no)
+        fields = {"wasLocked": was_locked}
+        self._record(Kind.ADMIN, "agent_unlocked", work_no, client, fields=fields)
+        return was_locked
 
     async def sign_out_idle(self) -> list[int]:
         """Sign out every agent silent for longer than the idle timeout; returns their ids."""
@@ -201,6 +270,7 @@ class SessionManager:
             session = await self._store.get(agent_id)
             if session is not None and session.last_seen_ms < cutoff:
                 if await self._store.sign_out(agent_id, session.version):
+                    self._record(Kind.SESSION, "idle_sign_out", agent_id, "")
                     gone.append(agent_id)
         return gone
 
@@ -219,7 +289,7 @@ class SessionManager:
             return False
         if await self._still_granted(session):
             return True
-        await self._end(session)
+        await self._end(session, "ended_by_directory")
         return False
 
     # -- authentication -------------------------------------------------------------------------
@@ -359,7 +429,7 @@ class SessionManager:
         """``session``, if still granted; else it has ended: removed, and 100-006 raised."""
         if await self._still_granted(session):
             return session
-        await self._end(session)
+        await self._end(session, "ended_by_directory")
         raise GatewayError(retcodes.NOT_SIGNED_IN)
 
     async def _still_granted(self, session: SessionRecord) -> bool:
@@ -374,14 +444,32 @@ class SessionManager:
         agent = await self._directory.get_fresh(session.agent_id)
         return agent is not None and credential_of(agent) == session.credential
 
-    async def _end(self, session: SessionRecord) -> bool:
-        """Remove ``session`` (if unchanged since read) and its queued events."""
-        return await self._store.sign_out(session.agent_id, session.version)
+    async def _end(self, session: SessionRecord, why: str, client: str = "") -> bool:
+        """Remove ``session`` (if unchanged since read) and its queued events; audited as ``why``
+        (``ended_by_directory``, ``ended_by_admin``) when it was removed."""
+        ended = await self._store.sign_out(session.agent_id, session.version)
+        if ended:
+            self._record(Kind.SESSION, why, session.agent_id, client)
+        return ended
 
     async def _refused(self, agent_id: int, refused: PollRefused) -> GatewayError:
         """The error a refused request answers; an idle session is signed out first."""
         if refused.reason is Refusal.GUID:
             return GatewayError(retcodes.NO_RIGHT)
         if refused.reason is Refusal.IDLE:
-            await self._store.sign_out(agent_id, refused.version)
+            if await self._store.sign_out(agent_id, refused.version):
+                self._record(Kind.SESSION, "idle_sign_out", agent_id, "")
         return GatewayError(retcodes.NOT_SIGNED_IN)
+
+    def _record(
+        self,
+        kind: Kind,
+        name: str,
+        agent_id: int,
+        client: str,
+        *,
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append an audit event (none without a recorder)."""
+        if self._recorder is not None:
+            self._recorder.record(kind, name, agent_id=agent_id, client=client, fields=fields)

@@ -519,3 +519,41 @@ class FileStore(Protocol):
         ...
 
     async def claim_unannounced(self, now_ms: int) -> list[FileRecordingRecord]: ...
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which audit events to read (``AuditEventReader``), each criterion given or not."""
+
+    agent_id: int | None = None
+    conference_id: str | None = None
+    kind: str | None = None
+    outcome: str | None = None  # a transfer's (its ``end``'s), or ``OPEN``: it has none
+    since_ms: int | None = None
+    limit: int = 1000
+
+
+OPEN = "open"  # the outcome shown for a transfer with no ``end`` (yet)
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    """One line of the trail as read: an event's canonical encoding (``body``) and, for a
+    transfer's ``start``, its ``end``'s, once written (by the same writer, or ``interrupted`` by
+    the node's next run)."""
+
+    body: str
+    end: str | None = None
+
+
+class AuditEventReader(Protocol):
+    """Reads the ``audit_events`` table (docs/audit.md); writing is the journal's."""
+
+    async def lines(self, query: AuditQuery) -> list[AuditLine]:
+        """Newest first: every event except transfers' ``end``s, each ``start`` with its end.
+        ``outcome`` selects transfers by their end's outcome (``OPEN``: none)."""
+        ...
+
+    async def events(self, query: AuditQuery) -> list[str]:
+        """The raw events' encodings, newest first (``outcome``: ``end`` events of it)."""
+        ...

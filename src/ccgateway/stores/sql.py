@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ccgateway.stores.base import (
+    OPEN,
     AgentRecord,
     AuditEventRow,
+    AuditLine,
+    AuditQuery,
     AuditRecord,
     ConferenceRecord,
     ConferenceViewer,
@@ -557,3 +560,101 @@ def _file_recording(row: sa.Row[Any]) -> FileRecordingRecord:
         created_ms=row.created_ms,
         announced_ms=row.announced_ms,
     )
+
+
+class SqlAuditEventReader:
+    """Reads ``audit_events`` (``AuditEventReader``): transfers as one line, or raw events.
+
+    A transfer's ``start`` is joined to the ``end`` of its writer whose ``start_seq`` is its
+    ``seq``; failing that, to the ``interrupted`` end a later run wrote for it, whose body names
+    the start's writer (``fields.startWriter``: the table has no column of it).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def lines(self, query: AuditQuery) -> list[AuditLine]:
+        start, ended, closed = (audit_events.alias(name) for name in ("s", "e", "i"))
+        # '"startWriter":"<writer>"' inside the interrupted end's body (LIKE, wildcards escaped)
+        written_by = sa.literal('%"startWriter":"') + _like_escaped(start.c.writer) + '"%'
+        select = (
+            sa.select(
+                start.c.writer,
+                start.c.seq,
+                start.c.body,
+                ended.c.body.label("end_body"),
+                closed.c.body.label("closed_body"),
+            )
+            .select_from(
+                start.outerjoin(
+                    ended,
+                    sa.and_(
+                        ended.c.writer == start.c.writer,
+                        ended.c.start_seq == start.c.seq,
+                        ended.c.name == _END,
+                    ),
+                ).outerjoin(
+                    closed,
+                    sa.and_(
+                        closed.c.start_seq == start.c.seq,
+                        closed.c.name == _END,
+                        closed.c.outcome == _INTERRUPTED,
+                        closed.c.writer != start.c.writer,
+                        closed.c.body.like(written_by, escape="!"),
+                    ),
+                )
+            )
+            .where(start.c.name != _END)
+        )
+        select = _filtered(select, start, query, outcome=None)
+        if query.outcome == OPEN:
+            select = select.where(start.c.name == _START, ended.c.writer.is_(None))
+            select = select.where(closed.c.writer.is_(None))
+        elif query.outcome is not None:
+            outcome = sa.func.coalesce(ended.c.outcome, closed.c.outcome)
+            select = select.where(outcome == query.outcome)
+        select = select.order_by(start.c.time_ms.desc(), start.c.writer, start.c.seq.desc()).limit(
+            query.limit
+        )
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(select)).all()
+        lines: dict[tuple[str, int], AuditLine] = {}  # an event once, however many joins
+        for row in rows:
+            if (row.writer, row.seq) not in lines:
+                end = row.end_body if row.end_body is not None else row.closed_body
+                lines[(row.writer, row.seq)] = AuditLine(body=row.body, end=end)
+        return list(lines.values())
+
+    async def events(self, query: AuditQuery) -> list[str]:
+        table = audit_events
+        select = _filtered(sa.select(table.c.body), table, query, outcome=query.outcome)
+        select = select.order_by(table.c.time_ms.desc(), table.c.writer, table.c.seq.desc())
+        async with self._engine.connect() as connection:
+            return list((await connection.execute(select.limit(query.limit))).scalars())
+
+
+_START, _END, _INTERRUPTED = "start", "end", "interrupted"
+_Selected = TypeVar("_Selected", bound=sa.Select[Any])
+
+
+def _filtered(
+    select: _Selected, table: sa.FromClause, query: AuditQuery, *, outcome: str | None
+) -> _Selected:
+    if query.agent_id is not None:
+        select = select.where(table.c.agent_id == query.agent_id)
+    if query.conference_id is not None:
+        select = select.where(table.c.conference_id == query.conference_id)
+    if query.kind is not None:
+        select = select.where(table.c.kind == query.kind)
+    if query.since_ms is not None:
+        select = select.where(table.c.time_ms >= query.since_ms)
+    if outcome is not None:
+        select = select.where(table.c.outcome == outcome)
+    return select
+
+
+def _like_escaped(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """``column`` matched literally by LIKE ... ESCAPE '!' (a node name may hold ``_``)."""
+    for special in ("!", "%", "_"):
+        column = sa.func.replace(column, special, "!" + special)
+    return column

@@ -17,12 +17,12 @@ from aiohttp import web
 
 from ccgateway import retcodes
 from ccgateway.agents.directory import AgentError, is_work_no
-from ccgateway.audit.shapes import audit_json
+from ccgateway.audit.shapes import KINDS, OUTCOMES, event_json, line_json
 from ccgateway.errors import GatewayError
 from ccgateway.recordings.catalog import CatalogError, Registration
 from ccgateway.recordings.shapes import conference_json, file_recording_json
 from ccgateway.sources.base import SourceError
-from ccgateway.stores.base import FileType
+from ccgateway.stores.base import AuditQuery, FileType
 from ccgateway.web.responses import ok
 from ccgateway.web.state import INTERFACE, gateway
 
@@ -55,7 +55,7 @@ async def register_recording(request: web.Request) -> web.StreamResponse:
     core = gateway(request)
     registration = parse_registration(await _body(request))
     try:
-        recording = await core.catalog.register(registration)
+        recording = await core.catalog.register(registration, client=request.remote or "")
     except CatalogError as exc:
         raise GatewayError(retcodes.ADMIN_BAD_REQUEST, str(exc), http_status=400) from None
     except SourceError as exc:
@@ -84,6 +84,7 @@ async def register_file_recording(request: web.Request) -> web.StreamResponse:
             location_id=location,
             media=int(media),
             participants=_participants(body.get("participants", []), required=False),
+            client=request.remote or "",
         )
     except ValueError as exc:
         raise GatewayError(retcodes.ADMIN_BAD_REQUEST, str(exc), http_status=400) from None
@@ -107,14 +108,18 @@ async def show_conference(request: web.Request) -> web.StreamResponse:
 
 async def remove_conference(request: web.Request) -> web.StreamResponse:
     request[INTERFACE] = "adminRemoveConference"
-    if not await gateway(request).catalog.remove_conference(request.match_info["conference_id"]):
+    conference_id = request.match_info["conference_id"]
+    if not await gateway(request).catalog.remove_conference(
+        conference_id, client=request.remote or ""
+    ):
         raise GatewayError(retcodes.ADMIN_NOT_FOUND, http_status=404)
     return ok(request)
 
 
 async def remove_recording(request: web.Request) -> web.StreamResponse:
     request[INTERFACE] = "adminRemoveRecording"
-    if not await gateway(request).catalog.remove_recording(request.match_info["record_id"]):
+    record_id = request.match_info["record_id"]
+    if not await gateway(request).catalog.remove_recording(record_id, client=request.remote or ""):
         raise GatewayError(retcodes.ADMIN_NOT_FOUND, http_status=404)
     return ok(request)
 
@@ -124,26 +129,38 @@ async def sign_agent_out(request: web.Request) -> web.StreamResponse:
     request[INTERFACE] = "adminSignAgentOut"
     work_no = _query_int(request.match_info["work_no"], "work_no", 0, 999_999) or 0
     try:
-        ended = await gateway(request).sessions.sign_out_now(work_no)
+        ended = await gateway(request).sessions.sign_out_now(work_no, client=request.remote or "")
     except AgentError:
         raise GatewayError(retcodes.ADMIN_NOT_FOUND, http_status=404) from None
     return ok(request, {"workNo": work_no, "sessionEnded": ended})
 
 
 async def query_audit(request: web.Request) -> web.StreamResponse:
+    """The trail: one line per transfer (start joined to end) and per other event, or the raw
+    events with ``events=1``; newest first."""
     request[INTERFACE] = "adminAudit"
     query = request.query
-    agent = _query_int(query.get("agent"), "agent", 0, 999_999)
-    since = _query_int(query.get("since"), "since", 0, MAX_TIME_MS)
+    kind, outcome = query.get("kind"), query.get("outcome")
+    if kind is not None and kind not in KINDS:
+        raise _bad_request("kind: one of " + ", ".join(KINDS))
+    if outcome is not None and outcome not in OUTCOMES:
+        raise _bad_request("outcome: one of " + ", ".join(OUTCOMES))
+    events = query.get("events", "0")
+    if events not in ("0", "1"):
+        raise _bad_request("events: 0 or 1")
     limit = _query_int(query.get("limit"), "limit", 1, 2**63 - 1)
-    records = await gateway(request).auditor.query(
-        agent_id=agent,
+    audit_query = AuditQuery(
+        agent_id=_query_int(query.get("agent"), "agent", 0, 999_999),
         conference_id=query.get("conference"),
-        outcome=query.get("outcome"),
-        since_ms=since,
+        kind=kind,
+        outcome=outcome,
+        since_ms=_query_int(query.get("since"), "since", 0, MAX_TIME_MS),
         limit=min(limit or 1000, MAX_AUDIT_LIMIT),
     )
-    return ok(request, [audit_json(r) for r in records])
+    reader = gateway(request).audit_reader
+    if events == "1":
+        return ok(request, [event_json(body) for body in await reader.events(audit_query)])
+    return ok(request, [line_json(line) for line in await reader.lines(audit_query)])
 
 
 async def unlock_agent(request: web.Request) -> web.StreamResponse:
@@ -153,7 +170,7 @@ async def unlock_agent(request: web.Request) -> web.StreamResponse:
     if not _DIGITS.fullmatch(text) or not is_work_no(int(text)):
         raise _bad_request("work number: 101-999999")
     work_no = int(text)
-    was_locked = await gateway(request).lockout.unlock(work_no)
+    was_locked = await gateway(request).sessions.unlock(work_no, client=request.remote or "")
     return ok(request, {"workNo": work_no, "wasLocked": was_locked})
 
 

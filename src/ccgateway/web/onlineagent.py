@@ -30,12 +30,14 @@ async def force_login(request: web.Request, agent_id: int) -> web.StreamResponse
 
 
 async def logout(request: web.Request, agent_id: int) -> web.StreamResponse:
-    await gateway(request).sessions.sign_out(agent_id, request_guid(request.headers))
+    guid = request_guid(request.headers)
+    await gateway(request).sessions.sign_out(agent_id, guid, client=request.remote or "")
     return ok(request)
 
 
 async def force_logout(request: web.Request, agent_id: int) -> web.StreamResponse:
-    await gateway(request).sessions.sign_out(agent_id, request_guid(request.headers))
+    guid = request_guid(request.headers)
+    await gateway(request).sessions.sign_out(agent_id, guid, client=request.remote or "")
     return ok(request)
 
 
@@ -46,9 +48,10 @@ async def update_guid(request: web.Request, agent_id: int) -> web.StreamResponse
 
 async def _sign_in(request: web.Request, agent_id: int, *, force: bool) -> web.StreamResponse:
     core = gateway(request)
-    core.flow.admit_sign_in(request.remote or "")  # per address, whatever agent it names
+    client = request.remote or ""  # behind TRUSTED_PROXIES, the agent's own (web/forwarded.py)
+    core.flow.admit_sign_in(client)  # per address, whatever agent it names
     sign_in = parse_sign_in(await _json_object(request))
-    session, agent = await core.sessions.sign_in(agent_id, sign_in, force=force)
+    session, agent = await core.sessions.sign_in(agent_id, sign_in, force=force, client=client)
     return ok(
         request,
         _sign_in_result(session, agent, core.settings.server_name),
