@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ccgateway.audit.columns import columns
 from ccgateway.audit.events import END, GENESIS, START, AuditEvent, Kind, Outcome, Value
 from ccgateway.stores.schema import audit_events
 
@@ -106,21 +107,8 @@ def assert_chained(events: list[AuditEvent]) -> None:
 
 
 def row_of(event: AuditEvent) -> dict[str, Any]:
-    """The ``audit_events`` row of ``event`` (docs/audit.md, "The database")."""
-    return {
-        "writer": event.writer,
-        "seq": event.seq,
-        "time_ms": event.time_ms,
-        "kind": event.kind.value,
-        "name": event.name,
-        "agent_id": event.agent_id,
-        "conference_id": event.concerns.get("conference") or "",
-        "record_id": event.concerns.get("record") or "",
-        "outcome": event.fields.get("outcome") or "",
-        "start_seq": event.fields.get("startSeq"),
-        "client": event.client,
-        "body": event.canonical().decode("ascii"),
-    }
+    """The ``audit_events`` row of ``event``, as shipping writes it (``columns.columns``)."""
+    return columns(event)
 
 
 async def store(engine: AsyncEngine, events: Iterable[AuditEvent]) -> None:

@@ -447,6 +447,14 @@ KEYS: tuple[Key, ...] = (
         ours=True,
     ),
     Key(
+        "AUDIT_SIGNING_KEY",
+        "",
+        _text,
+        "Ed25519 private key (PEM file) that signs ccgateway audit export's statement of chain"
+        " heads; keep it off the database host; empty: export refuses",
+        ours=True,
+    ),
+    Key(
         "LOG_LEVEL",
         "INFO",
         lambda v: _choice(v, ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -513,6 +521,7 @@ class Settings:
     signin_lockout_attempts: int = 10
     signin_lockout_window_s: int = 600
     signin_lockout_s: int = 300
+    audit_signing_key: str = ""
 
     @property
     def poll_wait_ms(self) -> int:
@@ -607,6 +616,7 @@ def load_settings(
         signin_lockout_attempts=values["SIGNIN_LOCKOUT_ATTEMPTS"],
         signin_lockout_window_s=values["SIGNIN_LOCKOUT_WINDOW_S"],
         signin_lockout_s=values["SIGNIN_LOCKOUT_S"],
+        audit_signing_key=values["AUDIT_SIGNING_KEY"],
     )
 
 

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ccgateway.audit.events import END, AuditEvent
+from ccgateway.audit.columns import NAMES, values
+from ccgateway.audit.events import AuditEvent
 from ccgateway.audit.journal import Position, WriterDir
 from ccgateway.stores.base import AuditEventRow, AuditEventStore
 
@@ -28,44 +29,12 @@ BACKOFF_MAX_S = 5.0
 
 log = logging.getLogger("ccgateway.audit")
 
-# The columns' sizes in ``audit_events`` (stores/schema.py): a longer value is cut in its column
-# (the body, which is authoritative, keeps it whole), so no event can stop shipping.
-_COLUMN_LIMITS = {"kind": 16, "name": 32, "conference_id": 64, "outcome": 16, "client": 64}
-_INT32 = 2**31
-
 
 def row_of(event: AuditEvent, body: bytes) -> AuditEventRow:
-    """The table row of an event: its body, and the values queries filter on."""
-    concerns, fields = event.concerns, event.fields
-    record = concerns.get("record") or concerns.get("path") or ""
-    start_seq = fields.get("startSeq") if event.name == END else None
-    agent = (
-        event.agent_id
-        if event.agent_id is not None and -_INT32 <= event.agent_id < _INT32
-        else None
-    )
-    return AuditEventRow(
-        writer=event.writer,
-        seq=event.seq,
-        time_ms=event.time_ms,
-        kind=_column(event.kind.value, "kind"),
-        name=_column(event.name, "name"),
-        agent_id=agent,
-        conference_id=_column(str(concerns.get("conference") or ""), "conference_id"),
-        record_id=_column(str(record), None),
-        outcome=_column(str(fields.get("outcome") or ""), "outcome") if event.name == END else "",
-        start_seq=start_seq
-        if isinstance(start_seq, int) and not isinstance(start_seq, bool)
-        else None,
-        client=_column(event.client, "client"),
-        body=body.decode("ascii"),
-    )
-
-
-def _column(text: str, column: str | None) -> str:
-    """``text`` as a text column takes it: valid UTF-8, no NUL, at most the column's size."""
-    clean = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
-    return clean if column is None else clean[: _COLUMN_LIMITS[column]]
+    """The table row of an event: its key, its query columns (``columns.values``, the one
+    rule) and its body."""
+    queried = dict(zip(NAMES, values(event), strict=True))
+    return AuditEventRow(writer=event.writer, seq=event.seq, body=body.decode("ascii"), **queried)
 
 
 @dataclass

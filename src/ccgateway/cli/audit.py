@@ -10,14 +10,30 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ccgateway.audit.export import (
+    ExportError,
+    SigningKeyError,
+    export,
+    load_signing_key,
+    public_pem,
+    read_heads,
+)
+from ccgateway.audit.journal_files import read_journal
 from ccgateway.audit.shapes import KINDS, OUTCOMES, event_json, line_json
-from ccgateway.cli.options import config_option, settings_from
+from ccgateway.audit.verify import ChainReport, Head, Report, verify
+from ccgateway.cli.options import F, config_option, settings_from
+from ccgateway.config import Settings
 from ccgateway.gateway import open_gateway
+from ccgateway.stores.audit_rows import SqlAuditRows
 from ccgateway.stores.base import AuditQuery
+from ccgateway.stores.schema import open_engine
 
 
 def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
@@ -113,3 +129,201 @@ def _event_text(event: dict[str, Any]) -> str:
         f"{event['name']}  agent {event['agent']}  {event['client'] or '-'}  "
         f"{_compact(event['concerns'])}  {_compact(event['fields'])}"
     )
+
+
+# ``ccgateway audit verify``, ``export`` and ``public-key``: checking the trail's hash chains and
+# exporting it signed (docs/audit.md, "Verifying, exporting"). Kept apart from the listing above.
+
+
+def _jobs_option(function: F) -> F:
+    return click.option(
+        "--jobs",
+        type=click.IntRange(1, 64),
+        help="Processes that parse and hash bodies (default: this machine's CPUs).",
+    )(function)
+
+
+def _signing_key(settings: Settings) -> Ed25519PrivateKey:
+    try:
+        return load_signing_key(settings.audit_signing_key)
+    except SigningKeyError as exc:
+        raise click.UsageError(f"configuration: {exc}") from None
+
+
+def _chain_json(chain: ChainReport) -> dict[str, Any]:
+    def head(value: Head | None) -> dict[str, Any] | None:
+        return None if value is None else {"seq": value.seq, "sha256": value.sha256}
+
+    broken = chain.broken
+    return {
+        "writer": chain.writer,
+        "intact": chain.intact,
+        "events": chain.events,
+        "head": head(chain.head),
+        "unshipped": chain.unshipped,
+        "journalHead": head(chain.journal_head),
+        "broken": None
+        if broken is None
+        else {"seq": broken.seq, "problem": broken.problem.value, "detail": broken.detail},
+    }
+
+
+def _chain_line(chain: ChainReport) -> str:
+    if chain.broken is not None:
+        b = chain.broken
+        return f"{chain.writer}  BROKEN at seq {b.seq}: {b.problem}: {b.detail}"
+    head = f"head {chain.head.seq} {chain.head.sha256}" if chain.head else "nothing shipped"
+    line = f"{chain.writer}  intact  {chain.events} events  {head}"
+    if chain.journal_head is not None:
+        line += (
+            f"  (+{chain.unshipped} not yet shipped, in the journal: head"
+            f" {chain.journal_head.seq} {chain.journal_head.sha256})"
+        )
+    return line
+
+
+@audit.command("verify")
+@click.option(
+    "--journal",
+    "journal_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The local journal to check with the database (default: DATA_DIR/audit, if present).",
+)
+@click.option(
+    "--heads",
+    "heads_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="An export's heads.json: each chain must still hold the head it states.",
+)
+@_jobs_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+@config_option
+def verify_command(
+    journal_dir: Path | None,
+    heads_path: Path | None,
+    jobs: int | None,
+    as_json: bool,
+    config_path: str | None,
+) -> None:
+    """Check every writer's hash chain in the database and the local journal.
+
+    Prints one line per writer: intact with its head (last seq and SHA-256), or the first bad
+    event and whether it was changed, removed, inserted or reordered. Exit 0: all intact; 1: a
+    chain is broken or the journal holds a bad line.
+    """
+    settings = settings_from(config_path)
+    if journal_dir is not None and not journal_dir.is_dir():
+        raise click.BadParameter(f"{journal_dir} is not a directory", param_hint="--journal")
+    try:
+        exported = read_heads(heads_path) if heads_path is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--heads") from None
+    journal = read_journal(journal_dir or settings.data_dir / "audit")
+
+    async def run() -> Report:
+        engine = await open_engine(settings.database_url)
+        try:
+            rows = SqlAuditRows(engine).batches()
+            return await verify(rows, journal=journal, exported=exported, jobs=jobs)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "intact": report.intact,
+                    "chains": [_chain_json(chain) for chain in report.chains],
+                    "journal": {
+                        "directory": str(journal.directory),
+                        "files": journal.files,
+                        "events": journal.events,
+                        "partialLines": journal.partial,
+                        "problems": journal.problems,
+                    },
+                },
+                indent=2,
+            )
+        )
+    else:
+        for chain in report.chains:
+            click.echo(_chain_line(chain))
+        for problem in journal.problems:
+            click.echo(f"journal {journal.directory}: {problem}")
+        if not report.chains:
+            click.echo("no audit events")
+    if not report.intact:
+        raise SystemExit(1)
+
+
+@audit.command("export")
+@click.option("--since", callback=_since, help="Events from this ISO time (UTC unless given).")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write events.jsonl, heads.json and heads.json.sig into.",
+)
+@click.option(
+    "--include-broken",
+    is_flag=True,
+    help="Export broken chains too, their breaks named in heads.json (default: refuse).",
+)
+@_jobs_option
+@config_option
+def export_command(
+    since: int | None,
+    output: Path,
+    include_broken: bool,
+    jobs: int | None,
+    config_path: str | None,
+) -> None:
+    """Export the events and a signed statement of each chain's head.
+
+    Writes events.jsonl (canonical events, each writer's from its first at or after --since),
+    heads.json (each chain's head, the export time, the SHA-256 of events.jsonl) and
+    heads.json.sig (its Ed25519 signature with AUDIT_SIGNING_KEY), which a third party checks
+    with openssl (docs/audit.md). Exit 1: a chain is broken, or DIR already holds an export.
+    """
+    settings = settings_from(config_path)
+    key = _signing_key(settings)
+
+    async def run() -> dict[str, Any]:
+        engine = await open_engine(settings.database_url)
+        try:
+            rows = SqlAuditRows(engine).batches()
+            now_ms = int(time.time() * 1000)
+            _report, statement = await export(
+                rows,
+                output,
+                key,
+                since_ms=since,
+                now_ms=now_ms,
+                include_broken=include_broken,
+                jobs=jobs,
+            )
+            return statement
+        finally:
+            await engine.dispose()
+
+    try:
+        statement = asyncio.run(run())
+    except ExportError as exc:
+        click.echo(f"export refused: {exc}", err=True)
+        raise SystemExit(1) from None
+    except OSError as exc:
+        click.echo(f"export failed: {output}: {exc.strerror}", err=True)
+        raise SystemExit(1) from None
+    click.echo(
+        f"exported {statement['events']} events of {len(statement['chains'])} chains to"
+        f" {output} (events.jsonl {statement['eventsSha256']}; heads.json signed)"
+    )
+
+
+@audit.command("public-key")
+@config_option
+def public_key_command(config_path: str | None) -> None:
+    """Print the public half of AUDIT_SIGNING_KEY (PEM), for whoever checks an export."""
+    settings = settings_from(config_path)
+    click.echo(public_pem(_signing_key(settings)), nl=False)

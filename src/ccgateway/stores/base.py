@@ -444,7 +444,7 @@ class AuditStore(Protocol):
 class AuditEventRow:
     """One audit event as the ``audit_events`` table holds it: ``body`` (its canonical
     encoding, docs/audit.md) is authoritative, the other columns repeat some of its values for
-    queries (``audit/shipper.py`` ``row_of`` makes them)."""
+    queries (``audit/columns.py``, the one rule, gives them)."""
 
     writer: str
     seq: int
