@@ -38,7 +38,6 @@ from ccgateway.stores.sql import (
     SqlAgentStore,
     SqlAuditEventReader,
     SqlAuditEventStore,
-    SqlAuditStore,
     SqlCatalogStore,
     SqlFileStore,
 )
@@ -85,12 +84,12 @@ async def open_gateway(
         stack.callback(directory.close)
         lockout = Lockout(LockoutRule.from_settings(settings), clock, lockouts)
         flow = FlowControl(settings)
-        events_store, legacy = SqlAuditEventStore(engine), SqlAuditStore(engine)
+        events_store = SqlAuditEventStore(engine)
         if node:
             root = settings.data_dir / "audit"
-            auditor = Auditor.for_node(root, settings.node_name, clock, events_store, legacy)
+            auditor = Auditor.for_node(root, settings.node_name, clock, events_store)
         else:
-            auditor = Auditor.for_cli(clock, events_store, legacy)
+            auditor = Auditor.for_cli(clock, events_store)
         auditor.run(recover=node)
         stack.push_async_callback(auditor.aclose)  # drained before the engine closes
         recorder = recorder or auditor

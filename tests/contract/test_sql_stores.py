@@ -27,7 +27,6 @@ from ccgateway.sources import Sources
 from ccgateway.stores.base import (
     AgentRecord,
     AuditEventRow,
-    AuditRecord,
     ConferenceRecord,
     FileRecordingRecord,
     FileType,
@@ -40,7 +39,6 @@ from ccgateway.stores.schema import audit_events, metadata, open_engine
 from ccgateway.stores.sql import (
     SqlAgentStore,
     SqlAuditEventStore,
-    SqlAuditStore,
     SqlCatalogStore,
     SqlFileStore,
 )
@@ -270,34 +268,6 @@ async def test_claims_are_exclusive_under_concurrency(engine: AsyncEngine) -> No
     )
     claimed = [r.record_id for result in results if isinstance(result, list) for r in result]
     assert sorted(claimed) == [f"r{i}" for i in range(5)]
-
-
-async def test_audit_filters(engine: AsyncEngine) -> None:
-    store = SqlAuditStore(engine)
-    for i, (agent, outcome) in enumerate([(101, "completed"), (102, "aborted"), (101, "refused")]):
-        await store.append(
-            AuditRecord(
-                1000 + i,
-                "n0",
-                "downloadVideoFile",
-                agent,
-                "c1",
-                "r1",
-                0,
-                "",
-                200,
-                5 * 2**30,
-                outcome,
-                "0",
-                "127.0.0.1",
-                7,
-            )
-        )
-    assert [r.time_ms for r in await store.query()] == [1002, 1001, 1000]
-    assert [r.outcome for r in await store.query(agent_id=101)] == ["refused", "completed"]
-    assert [r.agent_id for r in await store.query(outcome="aborted")] == [102]
-    assert len(await store.query(since_ms=1001)) == 2
-    assert (await store.query(limit=1))[0].bytes_sent == 5 * 2**30
 
 
 async def test_m1_odd_header_bytes_never_cost_an_audit_record(

@@ -217,7 +217,8 @@ async def test_a_database_outage_during_downloads_loses_no_event(
     assert await gw.gateway.auditor.drain(30.0)
     events = await stored_events(own_postgres.url)
     writer = gw.gateway.auditor.writer
-    assert [e.seq for e in events if e.writer == writer] == list(range(1, 15))  # 7 transfers
+    seqs = [e.seq for e in events if e.writer == writer]
+    assert seqs == list(range(1, len(seqs) + 1))  # the sign-in, then 7 transfers: no gap
     transfers, unended = pair(events)
     assert not unended
     assert len(transfers) == 7
@@ -276,12 +277,18 @@ async def test_a_full_data_dir_refuses_new_downloads_and_loses_nothing(
     guid, _ = await gw.client.sign_in(101)
     assert await gw.gateway.auditor.drain()
     filler = fill(small_tmpfs)
-    status, _, body = await download(gw, guid)  # its events find the disk full
-    assert status == 200 and len(body) == 100_000  # and it finishes
-    for _ in range(100):
+    completed = 0
+    for _ in range(50):  # the journal's last page may still hold an event or two
+        status, _, body = await download(gw, guid)
+        completed += 1  # its events find the disk full
+        assert status == 200 and len(body) == 100_000  # and it finishes
+        for _ in range(10):
+            if not gw.gateway.auditor.writable:
+                break
+            await asyncio.sleep(0.05)
         if not gw.gateway.auditor.writable:
             break
-        await asyncio.sleep(0.05)
+    assert not gw.gateway.auditor.writable
     refused = []
     for _ in range(3):
         status, headers, body = await download(gw, guid)
@@ -298,13 +305,11 @@ async def test_a_full_data_dir_refuses_new_downloads_and_loses_nothing(
     assert status == 200
     assert await gw.gateway.auditor.drain()
     events = await stored_events(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    assert [e.seq for e in events] == list(range(1, 11))  # 5 transfers, nothing lost
+    seqs = [e.seq for e in events]
+    assert seqs == list(range(1, len(seqs) + 1))  # one writer, nothing lost
     transfers, unended = pair(events)
     assert not unended
-    assert sorted((t.outcome, t.status) for t in transfers) == [
-        ("completed", 200),
-        ("completed", 200),
-        ("refused", 503),
-        ("refused", 503),
-        ("refused", 503),
-    ]
+    assert (
+        sorted((t.outcome, t.status) for t in transfers)
+        == [("completed", 200)] * (completed + 1) + [("refused", 503)] * 3
+    )

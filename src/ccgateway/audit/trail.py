@@ -43,7 +43,7 @@ from ccgateway.audit.events import (
 from ccgateway.audit.journal import Journal
 from ccgateway.audit.shipper import Shipper
 from ccgateway.node.clock import Clock
-from ccgateway.stores.base import AuditEventStore, AuditRecord, AuditStore
+from ccgateway.stores.base import AuditEventStore
 
 log = logging.getLogger("ccgateway.audit")
 
@@ -130,7 +130,6 @@ class Auditor:
         journal: Journal,
         clock: Clock,
         shipper: Shipper,
-        legacy: AuditStore | None = None,
         *,
         node_name: str | None = None,
         temporary: bool = False,
@@ -140,7 +139,6 @@ class Auditor:
         self.shipper = shipper
         self.node_name = node_name  # None for a CLI writer
         self._clock = clock
-        self._legacy = legacy
         self._temporary = temporary
         self._seq = 0
         self._prev = GENESIS
@@ -154,18 +152,15 @@ class Auditor:
         node_name: str,
         clock: Clock,
         store: AuditEventStore,
-        legacy: AuditStore | None = None,
     ) -> Auditor:
         journal = _new_journal(root, lambda ms: node_writer(node_name, ms))
-        return cls(journal, clock, Shipper(store), legacy, node_name=node_name)
+        return cls(journal, clock, Shipper(store), node_name=node_name)
 
     @classmethod
-    def for_cli(
-        cls, clock: Clock, store: AuditEventStore, legacy: AuditStore | None = None
-    ) -> Auditor:
+    def for_cli(cls, clock: Clock, store: AuditEventStore) -> Auditor:
         root = Path(tempfile.mkdtemp(prefix="ccgateway-audit-"))
         journal = _new_journal(root, cli_writer)
-        return cls(journal, clock, Shipper(store), legacy, temporary=True)
+        return cls(journal, clock, Shipper(store), temporary=True)
 
     # -- the Recorder ----------------------------------------------------------------------------
 
@@ -347,29 +342,6 @@ class Auditor:
         ]
         age = max(0.0, time.time() - min(oldest) / 1000) if oldest else 0.0
         return size, age
-
-    # -- the old reading (the ``audit`` table, no longer written) --------------------------------
-
-    async def query(
-        self,
-        *,
-        agent_id: int | None = None,
-        conference_id: str | None = None,
-        outcome: str | None = None,
-        since_ms: int | None = None,
-        limit: int = 1000,
-    ) -> list[AuditRecord]:
-        """Rows of the old ``audit`` table, newest first (kept until reading moves to
-        ``audit_events``)."""
-        if self._legacy is None:
-            return []
-        return await self._legacy.query(
-            agent_id=agent_id,
-            conference_id=conference_id,
-            outcome=outcome,
-            since_ms=since_ms,
-            limit=limit,
-        )
 
 
 def _dir_bytes(path: Path) -> int:

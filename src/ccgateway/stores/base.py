@@ -352,27 +352,6 @@ class ConferenceRecord:
 
 
 @dataclass(frozen=True)
-class AuditRecord:
-    """One download attempt: who, what, how much, and how it ended."""
-
-    time_ms: int
-    node: str
-    interface: str
-    agent_id: int | None
-    conference_id: str
-    record_id: str
-    file_type: int | None
-    range: str
-    status: int
-    bytes_sent: int
-    outcome: str
-    retcode: str
-    client: str
-    duration_ms: int
-    id: int | None = None
-
-
-@dataclass(frozen=True)
 class ConferenceViewer:
     """Who asks for a conference, as the visibility rule needs them: their work number, and the
     VDN they inspect (None for an agent who is no inspector).
@@ -421,22 +400,6 @@ class CatalogStore(Protocol):
 
     async def claim_unannounced(self, now_ms: int) -> list[RecordingRecord]:
         """Mark recordings not yet announced as announced now; return those this call marked."""
-        ...
-
-
-class AuditStore(Protocol):
-    async def append(self, record: AuditRecord) -> None: ...
-
-    async def query(
-        self,
-        *,
-        agent_id: int | None = None,
-        conference_id: str | None = None,
-        outcome: str | None = None,
-        since_ms: int | None = None,
-        limit: int = 1000,
-    ) -> list[AuditRecord]:
-        """Newest first."""
         ...
 
 

@@ -89,26 +89,6 @@ media_files = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
 )
 
-audit = sa.Table(
-    "audit",
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-    sa.Column("time_ms", sa.BigInteger, nullable=False, index=True),
-    sa.Column("node", sa.String(64), nullable=False),
-    sa.Column("interface", sa.String(32), nullable=False),
-    sa.Column("agent_id", sa.Integer, nullable=True, index=True),
-    sa.Column("conference_id", sa.String(64), nullable=False, default=""),
-    sa.Column("record_id", sa.Text, nullable=False, default=""),
-    sa.Column("file_type", sa.SmallInteger, nullable=True),
-    sa.Column("range", sa.String(128), nullable=False, default=""),
-    sa.Column("status", sa.SmallInteger, nullable=False),
-    sa.Column("bytes_sent", sa.BigInteger, nullable=False),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("retcode", sa.String(8), nullable=False),
-    sa.Column("client", sa.String(64), nullable=False, default=""),
-    sa.Column("duration_ms", sa.Integer, nullable=False),
-)
-
 # The audit trail's events (docs/audit.md): ``body`` is the canonical encoding and alone is
 # authoritative; the other columns repeat some of its values for queries.
 audit_events = sa.Table(

@@ -16,7 +16,6 @@ from ccgateway.stores.base import (
     AuditEventRow,
     AuditLine,
     AuditQuery,
-    AuditRecord,
     ConferenceRecord,
     ConferenceViewer,
     FileRecordingRecord,
@@ -27,7 +26,6 @@ from ccgateway.stores.base import (
 )
 from ccgateway.stores.schema import (
     agents,
-    audit,
     audit_events,
     conferences,
     file_digests,
@@ -375,39 +373,6 @@ class SqlCatalogStore:
                 for r in recording_rows
             ),
         )
-
-
-class SqlAuditStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    async def append(self, record: AuditRecord) -> None:
-        values = dataclasses.asdict(record)
-        del values["id"]
-        async with self._engine.begin() as connection:
-            await connection.execute(audit.insert().values(**values))
-
-    async def query(
-        self,
-        *,
-        agent_id: int | None = None,
-        conference_id: str | None = None,
-        outcome: str | None = None,
-        since_ms: int | None = None,
-        limit: int = 1000,
-    ) -> list[AuditRecord]:
-        query = sa.select(audit).order_by(audit.c.id.desc()).limit(limit)
-        if agent_id is not None:
-            query = query.where(audit.c.agent_id == agent_id)
-        if conference_id is not None:
-            query = query.where(audit.c.conference_id == conference_id)
-        if outcome is not None:
-            query = query.where(audit.c.outcome == outcome)
-        if since_ms is not None:
-            query = query.where(audit.c.time_ms >= since_ms)
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(query)).all()
-        return [AuditRecord(**row._asdict()) for row in rows]
 
 
 class SqlAuditEventStore:

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
+from ccgateway.audit.columns import columns
 from ccgateway.audit.events import END, GENESIS, START, AuditEvent, Kind, Outcome, Value
 
 revision = "0004"
@@ -46,6 +47,8 @@ def upgrade() -> None:
     op.create_index("ix_audit_events_time_ms", "audit_events", ["time_ms"])
     op.create_index("ix_audit_events_agent_id", "audit_events", ["agent_id"])
     import_legacy(op.get_bind(), int(time.time() * 1000))
+    if sa.inspect(op.get_bind()).has_table("audit"):  # imported: the events replace it
+        op.drop_table("audit")
 
 
 _BATCH = 1000
@@ -69,7 +72,7 @@ def import_legacy(connection: sa.Connection, now_ms: int) -> int:
         batch = []
         for row in rows:
             for event in _transfer(writer, seq, prev, row):
-                batch.append(_columns(event))
+                batch.append(columns(event))
                 seq, prev = event.seq, event.digest()
         connection.execute(new.insert(), batch)
         imported, last_id = imported + len(rows), rows[-1]["id"]
@@ -162,24 +165,26 @@ def _transfer(writer: str, seq: int, prev: str, row: Mapping[str, Any]) -> Itera
     )
 
 
-def _columns(event: AuditEvent) -> dict[str, Any]:
-    """The ``audit_events`` row of ``event``."""
-    concerns, fields = event.concerns, event.fields
-    return {
-        "writer": event.writer,
-        "seq": event.seq,
-        "time_ms": event.time_ms,
-        "kind": event.kind.value,
-        "name": event.name,
-        "agent_id": event.agent_id,
-        "conference_id": concerns.get("conference") or "",
-        "record_id": concerns.get("record") or "",
-        "outcome": fields.get("outcome") or "",
-        "start_seq": fields.get("startSeq"),
-        "client": event.client,
-        "body": event.canonical().decode("ascii"),
-    }
-
-
 def downgrade() -> None:
+    """Back to 0003: the events are dropped and the old ``audit`` table comes back empty."""
     op.drop_table("audit_events")
+    op.create_table(
+        "audit",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+        sa.Column("time_ms", sa.BigInteger, nullable=False),
+        sa.Column("node", sa.String(64), nullable=False),
+        sa.Column("interface", sa.String(32), nullable=False),
+        sa.Column("agent_id", sa.Integer, nullable=True),
+        sa.Column("conference_id", sa.String(64), nullable=False),
+        sa.Column("record_id", sa.Text, nullable=False),
+        sa.Column("file_type", sa.SmallInteger, nullable=True),
+        sa.Column("range", sa.String(128), nullable=False),
+        sa.Column("status", sa.SmallInteger, nullable=False),
+        sa.Column("bytes_sent", sa.BigInteger, nullable=False),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("retcode", sa.String(8), nullable=False),
+        sa.Column("client", sa.String(64), nullable=False),
+        sa.Column("duration_ms", sa.Integer, nullable=False),
+    )
+    op.create_index("ix_audit_time_ms", "audit", ["time_ms"])
+    op.create_index("ix_audit_agent_id", "audit", ["agent_id"])
