@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import hashlib
+import json
 import os
 import ssl
 import time
@@ -323,8 +324,15 @@ def test_two_nodes_behind_nginx(running: Cluster) -> None:
     assert event is not None and event["eventType"] == "AgentMediaEvent_Record", event
     assert event["content"]["recordID"] == "cluster-record-2"
 
-    # Download through nginx over TLS: a range, then the whole file against Repr-Digest.
+    # Download through nginx over TLS: a range, then the whole file against Repr-Digest; then
+    # eight at once, which nginx spreads over both nodes.
     check_download(running, guid, "cluster-conference-2")
+    path = DOWNLOAD.format(agent=AGENT, conf="cluster-conference-2")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(lambda _: running.via_nginx("GET", path, headers={"Guid": guid}), range(8))
+        )
+    assert [a.status for a in answers] == [200] * 8
     head0 = call(
         node0.base, "HEAD", DOWNLOAD.format(agent=AGENT, conf=CONFERENCE), headers={"Guid": guid}
     )
@@ -373,6 +381,15 @@ def test_two_nodes_behind_nginx(running: Cluster) -> None:
         running.database_url, "SELECT count(*) FROM audit_events WHERE outcome = 'offloaded'"
     )
     assert offloaded[0][0] >= 4
+    # Issue 15: every writer's hash chain in the shared table is intact, node 0's too, though it
+    # was killed (its chain ends where its shipping stopped).
+    verify_env = cluster.gateway_env(
+        DATABASE_URL=running.database_url, DATA_DIR=str(running.media.parent / "verify")
+    )
+    report = cluster.ccgateway(verify_env, "audit", "verify", "--json")
+    chains = json.loads(report)["chains"]
+    assert all(chain["intact"] for chain in chains), report
+    assert {node0.name, node1.name} <= {chain["writer"].split("@")[0] for chain in chains}
 
     # No node left: nginx answers its own JSON envelope, not an HTML page.
     node1.process.kill()
