@@ -296,15 +296,7 @@ class SessionManager:
 
     async def authenticate(self, agent_id: int, guid: str | None) -> SessionRecord:
         """The agent's session if ``guid`` is currently accepted for it (with ``guid``)."""
-        self._check_budget(agent_id)
-        now = self._clock.now_ms()
-        session = await self._store.get(agent_id)
-        digest = self._digest(guid or "")
-        admitted = admit(session, digest, now, self._settings.agent_idle_timeout_ms)
-        if isinstance(admitted, PollRefused):
-            raise await self._refused(agent_id, admitted)
-        granted = await self._granted(admitted)
-        self._charge_budget(agent_id)
+        granted = await self._admitted(agent_id, guid, current_only=False)
         return dataclasses.replace(granted, guid=guid or "")
 
     async def poll_events(
@@ -412,6 +404,14 @@ class SessionManager:
     async def _current(self, agent_id: int, guid: str | None) -> SessionRecord:
         """``authenticate``, with the session's current GUID only (``pollrule.is_current``); the
         session as stored (its GUID a digest)."""
+        return await self._admitted(agent_id, guid, current_only=True)
+
+    async def _admitted(
+        self, agent_id: int, guid: str | None, *, current_only: bool
+    ) -> SessionRecord:
+        """The session (as stored: its GUID a digest) if ``guid`` is accepted for it
+        (``pollrule.admit``; with ``current_only``, its current GUID only) and it is still
+        granted; the agent's request budget is checked before and spent after."""
         self._check_budget(agent_id)
         now = self._clock.now_ms()
         session = await self._store.get(agent_id)
@@ -419,7 +419,7 @@ class SessionManager:
         admitted = admit(session, digest, now, self._settings.agent_idle_timeout_ms)
         if isinstance(admitted, PollRefused):
             raise await self._refused(agent_id, admitted)
-        if not is_current(admitted, digest):
+        if current_only and not is_current(admitted, digest):
             raise GatewayError(retcodes.NO_RIGHT)
         granted = await self._granted(admitted)
         self._charge_budget(agent_id)
