@@ -108,11 +108,18 @@ class AuditEvent:
         return hashlib.sha256(self.canonical()).hexdigest()
 
 
+# One encoder for every event (``json.dumps`` with these arguments would build one per call).
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+_KEYS = frozenset(
+    ("v", "writer", "seq", "time", "kind", "name", "agent", "client", "concerns", "fields", "prev")
+)
+
+
 def canonical(document: Mapping[str, Any]) -> bytes:
     """The canonical encoding of a JSON document (see the module's doc)."""
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    return _ENCODER.encode(document).encode("ascii")
 
 
 class MalformedEvent(ValueError):
@@ -123,15 +130,18 @@ def parse(body: bytes) -> AuditEvent:
     """The event ``body`` encodes; ``MalformedEvent`` unless ``body`` is exactly canonical."""
     try:
         document = json.loads(body)
-        event = AuditEvent(
+        if not isinstance(document, dict) or document.keys() != _KEYS:
+            raise ValueError("not the keys of an event")
+        if document["v"] != VERSION or canonical(document) != body:
+            raise ValueError("not the canonical encoding of a version-1 event")
+        agent = document["agent"]
+        return AuditEvent(
             writer=_typed(document["writer"], str),
             seq=_typed(document["seq"], int),
             time_ms=_typed(document["time"], int),
             kind=Kind(document["kind"]),
             name=_typed(document["name"], str),
-            agent_id=document["agent"]
-            if document["agent"] is None
-            else _typed(document["agent"], int),
+            agent_id=None if agent is None else _typed(agent, int),
             client=_typed(document["client"], str),
             prev=_typed(document["prev"], str),
             concerns=_typed(document["concerns"], dict),
@@ -139,9 +149,6 @@ def parse(body: bytes) -> AuditEvent:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise MalformedEvent(str(exc)) from None
-    if document.get("v") != VERSION or event.canonical() != body:
-        raise MalformedEvent("not the canonical encoding of a version-1 event")
-    return event
 
 
 def _typed(value: Any, kind: type[Any]) -> Any:
