@@ -105,12 +105,16 @@ def _when(time_ms: int) -> str:
     return f"{datetime.datetime.fromtimestamp(time_ms / 1000, datetime.UTC):%Y-%m-%d %H:%M:%S}"
 
 
+def _agent(work_no: int | None) -> str:
+    return "-" if work_no is None else str(work_no)
+
+
 def _compact(values: dict[str, Any]) -> str:
     return " ".join(f"{key}={json.dumps(value)}" for key, value in sorted(values.items())) or "-"
 
 
 def _line_text(line: dict[str, Any]) -> str:
-    head = f"{_when(line['time'])}  {line['kind']:<8}  agent {line['agent']}"
+    head = f"{_when(line['time'])}  {line['kind']:<8}  agent {_agent(line['agent'])}"
     place = f"{line['client'] or '-'}  {line['writer']}#{line['seq']}"
     if "outcome" not in line:  # no transfer
         return f"{head}  {line['name']}  {_compact(line['concerns'])}  {place}"
@@ -126,7 +130,7 @@ def _line_text(line: dict[str, Any]) -> str:
 def _event_text(event: dict[str, Any]) -> str:
     return (
         f"{_when(event['time'])}  {event['writer']}#{event['seq']}  {event['kind']} "
-        f"{event['name']}  agent {event['agent']}  {event['client'] or '-'}  "
+        f"{event['name']}  agent {_agent(event['agent'])}  {event['client'] or '-'}  "
         f"{_compact(event['concerns'])}  {_compact(event['fields'])}"
     )
 
