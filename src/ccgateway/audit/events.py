@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 VERSION = 1
 GENESIS = "0" * 64  # ``prev`` of a writer's first event
 
@@ -118,7 +120,18 @@ _KEYS = frozenset(
 
 
 def canonical(document: Mapping[str, Any]) -> bytes:
-    """The canonical encoding of a JSON document (see the module's doc)."""
+    """The canonical encoding of a JSON document (see the module's doc).
+
+    orjson writes it several times faster than the standard library, and byte for byte the same
+    whenever its output is ASCII without DEL (which the standard library escapes; a test checks
+    the two agree); any other document (non-ASCII text, an integer beyond 64 bits) takes the
+    standard library's path, the definition."""
+    try:
+        fast = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        fast = b""
+    if fast and fast.isascii() and b"\x7f" not in fast:
+        return fast
     return _ENCODER.encode(document).encode("ascii")
 
 
@@ -129,7 +142,7 @@ class MalformedEvent(ValueError):
 def parse(body: bytes) -> AuditEvent:
     """The event ``body`` encodes; ``MalformedEvent`` unless ``body`` is exactly canonical."""
     try:
-        document = json.loads(body)
+        document = _loads(body)
         if not isinstance(document, dict) or document.keys() != _KEYS:
             raise ValueError("not the keys of an event")
         if document["v"] != VERSION or canonical(document) != body:
@@ -149,6 +162,15 @@ def parse(body: bytes) -> AuditEvent:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise MalformedEvent(str(exc)) from None
+
+
+def _loads(body: bytes) -> Any:
+    """JSON ``body`` decoded: by orjson, or by the standard library where orjson refuses (an
+    integer beyond 64 bits), so that both read every JSON document alike."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def _typed(value: Any, kind: type[Any]) -> Any:

@@ -378,6 +378,8 @@ def printable(text: str, limit: int) -> str:
     """Text a client sent, fit for an event: valid UTF-8 (undecodable header bytes, which arrive
     as surrogates, become U+FFFD), no control character, at most ``limit`` characters. So an
     odd byte never costs an event (a database refuses surrogates)."""
+    if text.isascii() and text.isprintable():  # the usual case, at C speed
+        return text[:limit]
     try:
         raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
