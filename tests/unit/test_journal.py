@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ccgateway.audit import journal as journal_module
 from ccgateway.audit.events import GENESIS, AuditEvent, Kind, Outcome, parse
 from ccgateway.audit.journal import SHIPPED, Journal, WriterDir
 from ccgateway.audit.shipper import Shipper
@@ -132,6 +133,25 @@ async def test_shipping_is_idempotent_and_deletes_shipped_segments(
     replay.add(again)
     assert await replay.drain(10)
     assert [e.seq for e in await stored(engine)] == list(range(1, 61))  # once each
+
+
+async def test_segments_larger_than_a_read_are_shipped_whole_and_in_order(
+    tmp_path: Path, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read takes at most ``READ_CHUNK`` bytes of a segment (not the rest of an 8 MiB one for
+    each batch); a segment longer than that is read on, chunk by chunk, before the next."""
+    monkeypatch.setattr(journal_module, "READ_CHUNK", 700)  # two or three events
+    journal = Journal(tmp_path, "n0@1", segment_bytes=5000)
+    shipper = Shipper(SqlAuditEventStore(engine), batch=50)
+    shipper.add(journal.dir, lambda: journal.committed, lambda: journal.current_segment)
+    for seq in range(1, 121):
+        journal.append(event(seq))
+        if seq % 40 == 0:
+            assert journal.flush(10)  # one group commit each: segments of 40 events
+    assert len(journal.dir.segments()) == 3
+    assert await shipper.drain(10)
+    assert [e.seq for e in await stored(engine)] == list(range(1, 121))
+    journal.close()
 
 
 async def test_a_database_outage_loses_nothing(tmp_path: Path) -> None:

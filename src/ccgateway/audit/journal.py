@@ -42,6 +42,7 @@ SEGMENT_BYTES = 8 * 1024 * 1024
 COMMIT_EVERY_S = 0.005
 RETRY_EVERY_S = 0.25
 SUFFIX = ".jsonl"
+READ_CHUNK = 1 << 20  # bytes a read takes from a segment at once (a batch needs ~0.4 MiB)
 SHIPPED = "shipped"
 LOCK = "lock"
 WRITER = "writer"
@@ -122,8 +123,10 @@ class WriterDir:
             end = until.offset if until is not None and first == until.segment else None
             try:
                 with path.open("rb") as handle:
+                    size = os.fstat(handle.fileno()).st_size
+                    stop = size if end is None else min(size, end)
                     handle.seek(offset)
-                    data = handle.read() if end is None else handle.read(max(0, end - offset))
+                    data = handle.read(max(0, min(stop - offset, READ_CHUNK)))
             except FileNotFoundError:
                 continue
             used = 0
@@ -140,6 +143,8 @@ class WriterDir:
                 if event.seq > self.shipped:
                     events.append((event, body))
             at = Position(first, offset + used)
+            if offset + len(data) < stop:
+                break  # more of this segment than one chunk: the next read goes on here
         self._read_at = at
         return events
 
