@@ -388,7 +388,7 @@ class SqlAuditEventStore:
             statement = _insert(connection, audit_events).on_conflict_do_nothing(
                 index_elements=["writer", "seq"]
             )
-            await connection.execute(statement, [dataclasses.asdict(row) for row in rows])
+            await connection.execute(statement, [dict(vars(row)) for row in rows])
 
     async def last_writer(self, low: str, below: str) -> str | None:
         query = sa.select(sa.func.max(audit_events.c.writer)).where(
