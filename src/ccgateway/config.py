@@ -9,6 +9,7 @@ A bad value raises ``ConfigError`` naming the key and the values it allows.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 import re
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
 
 import javaproperties
 
@@ -124,6 +126,43 @@ def _node_name(value: str) -> str:
     if not text or not text.isascii() or not all(c.isalnum() or c in "-_" for c in text):
         raise ValueError("letters, digits, '-' and '_' (e.g. AgentGateway0)")
     return text
+
+
+# The zone names the system's (or tzdata's) database holds; listing them reads ~600 files, once.
+_zone_names = functools.cache(available_timezones)
+
+
+def _time_zone(value: str) -> ZoneInfo | None:
+    text = value.strip()
+    if not text:
+        return None  # the machine's zone, resolved by load_settings
+    if text not in _zone_names():
+        raise ValueError("empty (the machine's zone), or an IANA time zone name like Europe/Paris")
+    return ZoneInfo(text)
+
+
+def machine_zone(environ: Mapping[str, str], localtime: Path = Path("/etc/localtime")) -> ZoneInfo:
+    """The machine's zone: ``TZ`` when set (an IANA name), else ``/etc/localtime``, else UTC."""
+    tz = environ.get("TZ", "").removeprefix(":").strip()
+    if tz:
+        if tz in _zone_names():
+            return ZoneInfo(tz)
+        raise ConfigError(
+            f"TIME_ZONE is empty and the machine's zone (TZ={tz!r}) is not an IANA time zone"
+            " name: set TIME_ZONE, e.g. TIME_ZONE=Europe/Paris"
+        )
+    try:
+        target = str(localtime.readlink())
+    except OSError:
+        target = ""
+    name = target.rpartition("zoneinfo/")[2] if "zoneinfo/" in target else ""
+    if name in _zone_names():
+        return ZoneInfo(name)
+    try:
+        with localtime.open("rb") as handle:
+            return ZoneInfo.from_file(handle, key="localtime")
+    except (OSError, ValueError):
+        return ZoneInfo("UTC")
 
 
 @dataclass(frozen=True)
@@ -455,6 +494,23 @@ KEYS: tuple[Key, ...] = (
         ours=True,
     ),
     Key(
+        "TIME_ZONE",
+        "",
+        _time_zone,
+        "the zone of the dates the recording queries read and answer (yyyy-MM-dd HH:mm:ss), an"
+        " IANA name such as Europe/Paris; empty: the machine's zone (TZ, else /etc/localtime);"
+        " the queries are not yet built (issue 16)",
+        ours=True,
+    ),
+    Key(
+        "QUERY_MAX_DAYS",
+        "31",
+        _int_between(7, 366),
+        "the longest date window (startdate to enddate, in days of TIME_ZONE) a recording query"
+        " may ask for (7 to 366); a longer one answers 000-002; the queries are not yet built",
+        ours=True,
+    ),
+    Key(
         "LOG_LEVEL",
         "INFO",
         lambda v: _choice(v, ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -522,6 +578,9 @@ class Settings:
     signin_lockout_window_s: int = 600
     signin_lockout_s: int = 300
     audit_signing_key: str = ""
+    # load_settings resolves an empty TIME_ZONE to the machine's zone; UTC only when built directly.
+    time_zone: ZoneInfo = dataclasses.field(default_factory=lambda: ZoneInfo("UTC"))
+    query_max_days: int = 31
 
     @property
     def poll_wait_ms(self) -> int:
@@ -617,6 +676,8 @@ def load_settings(
         signin_lockout_window_s=values["SIGNIN_LOCKOUT_WINDOW_S"],
         signin_lockout_s=values["SIGNIN_LOCKOUT_S"],
         audit_signing_key=values["AUDIT_SIGNING_KEY"],
+        time_zone=values["TIME_ZONE"] or machine_zone(env),
+        query_max_days=values["QUERY_MAX_DAYS"],
     )
 
 

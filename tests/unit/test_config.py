@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from ccgateway.config import KEYS, load_settings
+from ccgateway.config import KEYS, load_settings, machine_zone
 from ccgateway.errors import ConfigError
 
 
@@ -98,3 +100,46 @@ def test_l14_a_shared_session_store_needs_the_guid_digest_key() -> None:
     )
     assert settings.guid_digest_key == "k" * 16
     assert load_settings(environ={}).guid_digest_key == ""  # memory://: unused
+
+
+def test_time_zone_is_an_iana_name() -> None:
+    settings = load_settings(environ={"CCGW_TIME_ZONE": " Europe/Paris "})
+    assert settings.time_zone == ZoneInfo("Europe/Paris")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Mars/Olympus", "europe/paris", "Europe", "CET-1CEST", "../etc/passwd", "/etc/localtime"],
+)
+def test_a_bad_time_zone_names_the_key(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"CCGW_TIME_ZONE": value})
+    assert "TIME_ZONE" in str(info.value) and "IANA" in str(info.value)
+
+
+def test_an_empty_time_zone_is_the_machines() -> None:
+    assert load_settings(environ={"TZ": "Asia/Tokyo"}).time_zone == ZoneInfo("Asia/Tokyo")
+    assert load_settings(environ={"TZ": ":America/New_York"}).time_zone.key == "America/New_York"
+    with pytest.raises(ConfigError, match="set TIME_ZONE"):
+        load_settings(environ={"TZ": "CET-1CEST"})  # a POSIX rule, not a zone name
+    explicit = load_settings(environ={"TZ": "CET-1CEST", "CCGW_TIME_ZONE": "UTC"})
+    assert explicit.time_zone == ZoneInfo("UTC")
+
+
+def test_the_machines_zone_from_etc_localtime(tmp_path: Path) -> None:
+    link = tmp_path / "localtime"
+    link.symlink_to("/usr/share/zoneinfo/Europe/Berlin")
+    assert machine_zone({}, link) == ZoneInfo("Europe/Berlin")
+    copy = tmp_path / "copied"
+    copy.write_bytes(Path("/usr/share/zoneinfo/Asia/Kolkata").read_bytes())
+    zone = machine_zone({}, copy)  # a copied file: its rules, under the name "localtime"
+    assert zone.utcoffset(datetime(2026, 1, 1)) == timedelta(hours=5, minutes=30)
+    assert machine_zone({}, tmp_path / "absent") == ZoneInfo("UTC")
+
+
+def test_query_max_days() -> None:
+    assert load_settings(environ={}).query_max_days == 31
+    assert load_settings(environ={"CCGW_QUERY_MAX_DAYS": "92"}).query_max_days == 92
+    for bad in ("6", "367", "x"):
+        with pytest.raises(ConfigError, match="QUERY_MAX_DAYS"):
+            load_settings(environ={"CCGW_QUERY_MAX_DAYS": bad})
