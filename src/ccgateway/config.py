@@ -142,15 +142,11 @@ def _time_zone(value: str) -> ZoneInfo | None:
 
 
 def machine_zone(environ: Mapping[str, str], localtime: Path = Path("/etc/localtime")) -> ZoneInfo:
-    """The machine's zone: ``TZ`` when set (an IANA name), else ``/etc/localtime``, else UTC."""
+    """The machine's zone: ``TZ`` when it is an IANA name, else ``/etc/localtime``, else UTC
+    (a ``TZ`` holding a POSIX rule such as ``CET-1CEST`` is passed over: set ``TIME_ZONE``)."""
     tz = environ.get("TZ", "").removeprefix(":").strip()
-    if tz:
-        if tz in _zone_names():
-            return ZoneInfo(tz)
-        raise ConfigError(
-            f"TIME_ZONE is empty and the machine's zone (TZ={tz!r}) is not an IANA time zone"
-            " name: set TIME_ZONE, e.g. TIME_ZONE=Europe/Paris"
-        )
+    if tz and tz in _zone_names():
+        return ZoneInfo(tz)
     try:
         target = str(localtime.readlink())
     except OSError:
