@@ -303,8 +303,13 @@ async def test_a_full_data_dir_refuses_new_downloads_and_loses_nothing(
         await asyncio.sleep(0.05)
     status, _, _ = await download(gw, guid)
     assert status == 200
-    assert await gw.gateway.auditor.drain()
-    events = await stored_events(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    # The client has every byte before the handler writes the transfer's ``end``: wait for it.
+    for _ in range(100):
+        assert await gw.gateway.auditor.drain()
+        events = await stored_events(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        if not pair(events)[1]:
+            break
+        await asyncio.sleep(0.05)
     seqs = [e.seq for e in events]
     assert seqs == list(range(1, len(seqs) + 1))  # one writer, nothing lost
     transfers, unended = pair(events)
