@@ -228,7 +228,7 @@ async def scripted_upstream(script: Script) -> TestServer:
         else:
             response.content_length = last - first + 1
         await response.prepare(request)
-        before = first + script.sent_before_trouble
+        before = min(first + script.sent_before_trouble, last + 1)  # a short range: all of it
         await response.write(script.data[first:before])
         if script.stall_body:
             await asyncio.sleep(30)

@@ -34,6 +34,7 @@ from ccgateway.stores.base import (
     RecordingRecord,
     Role,
 )
+from ccgateway.stores.facts import MediaFacts, MediaState
 from ccgateway.stores.memory import MemoryEventBus
 from ccgateway.stores.schema import audit_events, metadata, open_engine
 from ccgateway.stores.sql import (
@@ -379,3 +380,34 @@ async def test_file_store(engine: AsyncEngine) -> None:
     assert await store.registrations("Y:/1/0/20201202/101/1.mp4") == [recording]
     assert await store.registrations("Y:/1/0/20201202/101/2.mp4") == []
     assert [r.record_id for r in await store.claim_unannounced(9)] == ["r1"]
+
+
+async def test_catalog_keeps_each_files_probed_facts(engine: AsyncEngine) -> None:
+    store = SqlCatalogStore(engine)
+    ready = MediaFacts(
+        MediaState.READY,
+        size=5 * 2**30,
+        container="mov,mp4,m4a,3gp,3g2,mj2",
+        media_type="video/mp4",
+        duration_s=3725.042,
+        width=1280,
+        height=720,
+        video_codec="h264",
+        audio_codec="aac",
+        fast_start=True,
+    )
+    damaged = MediaFacts(
+        MediaState.DAMAGED, "not a media file FFmpeg can open (Invalid data)", size=5 * 2**30
+    )
+    files = (
+        dataclasses.replace(media("rp", FileType.HD), facts=ready),
+        dataclasses.replace(media("rp", FileType.SD), facts=damaged),
+        media("rp", FileType.AUX),  # not probed: no facts
+    )
+    await store.add_recording(
+        ConferenceRecord("cp", 1, "", None, None, frozenset({101})),
+        RecordingRecord("rp", "cp", 0, 100, files),
+    )
+    found = await store.get_conference("cp")
+    assert found is not None
+    assert found.recordings[0].files == files

@@ -12,6 +12,7 @@ from ccgateway.recordings.catalog import Registration
 from ccgateway.stores.base import FileType
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.functional.conftest import CONF, REC0, REC1, write_random
+from tests.media import write_playable
 
 TOKEN = "admin-token-0123456789abcdef"
 
@@ -42,7 +43,7 @@ async def test_register_through_admin_api_announces_to_signed_in_participants(
         await gw.add_agent(agent_id)
     guid_101, _ = await gw.client.sign_in(101)
     guid_103, _ = await gw.client.sign_in(103)
-    hd = write_random(tmp_path / "hd.mp4", 5000)
+    hd = write_playable(tmp_path / "hd.mp4")  # whole: AgentMediaEvent_Record (else _Fail)
     status, body = await admin(
         gw,
         "POST",
@@ -60,7 +61,7 @@ async def test_register_through_admin_api_announces_to_signed_in_participants(
     recording = body["result"]["recordings"][0]
     assert recording["recordId"] == REC0 and recording["fileTypes"] == [0]
     assert recording["files"][0]["sha256"] == hashlib.sha256(hd.read_bytes()).hexdigest()
-    assert recording["files"][0]["size"] == 5000
+    assert recording["files"][0]["size"] == hd.stat().st_size
     event = await next_event(gw, 101, guid_101)
     assert event["workNo"] == "101"
     content = event["content"]
@@ -95,7 +96,7 @@ async def test_recording_added_elsewhere_is_announced_by_the_running_gateway(
     gw = await make_gateway()
     await gw.add_agent(101)
     guid, _ = await gw.client.sign_in(101)
-    hd = write_random(tmp_path / "hd.mp4", 100)
+    hd = write_playable(tmp_path / "hd.mp4")
     # what `ccgateway recordings add` does: write the catalog, announce nothing itself
     await gw.gateway.catalog.register(
         Registration(CONF, REC0, frozenset({101}), {FileType.HD: str(hd)}, vdn=1)

@@ -15,7 +15,8 @@ from ccgateway.recordings.catalog import Registration
 from ccgateway.stores.base import FileType
 from tests.audit_trail import transfers
 from tests.conftest import GatewayFactory, RunningGateway
-from tests.functional.conftest import CONF, REC0, write_random
+from tests.functional.conftest import CONF, REC0
+from tests.media import write_playable
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/3"
 
@@ -94,7 +95,7 @@ async def test_a_held_poll_on_one_node_gets_an_event_published_on_the_other(
         await node1.client.poll(101, guid)
     held = asyncio.create_task(node1.client.poll(101, guid))
     await asyncio.sleep(0.05)
-    hd = write_random(tmp_path / "hd.mp4", 1000)
+    hd = write_playable(tmp_path / "hd.mp4")  # whole: AgentMediaEvent_Record (else _Fail)
     await node0.gateway.catalog.register(
         Registration(CONF, REC0, frozenset({101}), {FileType.HD: str(hd)}, vdn=1)
     )

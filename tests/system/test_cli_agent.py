@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from ccgateway.cli.agent import agent
+from ccgateway.cli.agent import agent, size_text
+from tests.media import write_playable
 from tests.system.agent_gateway import PASSWORD, AgentGateway, start_agent_gateway
 from tests.system.relay import threaded_relay
 
@@ -179,8 +180,7 @@ def test_watch_fetches_a_recording_registered_while_it_runs(
         watch = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env, text=True)
     try:
         wait_for(lambda: "AgentState_Ready" in out.read_text(), err)
-        source = tmp_path / "new.mp4"
-        source.write_bytes(os.urandom(1_500_000))
+        source = write_playable(tmp_path / "new.mp4")  # whole: AgentMediaEvent_Record, fetched
         add = [sys.executable, "-m", "ccgateway", "recordings", "add", "conf-watch", "--record",
                "rec-watch", "--participants", "108", "--vdn", "1", "--hd", str(source)]  # fmt: skip
         data_env = {**os.environ, "CCGW_DATA_DIR": str(gw.serve.data_dir)}
@@ -201,7 +201,7 @@ def test_watch_fetches_a_recording_registered_while_it_runs(
     assert saved.read_bytes() == source.read_bytes()
     lines = out.read_text().splitlines()
     assert any(" AgentMediaEvent_Record 108 " in line and "conf-watch" in line for line in lines)
-    assert f"fetched {saved} (1.4 MiB), sha-256 verified" in lines
+    assert f"fetched {saved} ({size_text(source.stat().st_size)}), sha-256 verified" in lines
     assert (fetched / "1714442.mp4").read_bytes() == video.read_bytes()
     assert PASSWORD not in out.read_text() + err.read_text()
     gw.sign_in(108)  # signed out on Ctrl-C, so a plain sign-in works

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from ccgateway.cli import cli
+from tests.media import HEIGHT, SECONDS, WIDTH, write_playable
 
 
 @pytest.fixture
@@ -146,3 +147,23 @@ def test_l11_recordings_add_needs_the_vdn_of_a_new_conference(
     assert result.output == "Error: conference conf-l11 is in VDN 2, not 3\n"
     (listed,) = json.loads(runner.invoke(cli, ["recordings", "list", "--json"]).output)
     assert listed["vdn"] == 2 and len(listed["recordings"]) == 2
+
+
+def test_add_probes_each_file_and_show_gives_the_facts(runner: CliRunner, tmp_path: Path) -> None:
+    hd = write_playable(tmp_path / "hd.mp4")
+    sd = tmp_path / "sd.mp4"
+    sd.write_bytes(os.urandom(1000))
+    add = ["recordings", "add", "conf-p", "--record", "rec-p", "--participants", "101"]
+    result = runner.invoke(cli, [*add, "--vdn", "1", "--hd", str(hd), "--sd", str(sd)])
+    assert result.exit_code == 0, result.output  # registered, damaged file and all
+    assert "registered rec-p in conf-p as recording 0 (hd, sd)" in result.output
+    assert "  sd: damaged: not a media file FFmpeg can open" in result.output
+    assert "hd:" not in result.output
+    result = runner.invoke(cli, ["recordings", "show", "conf-p"])
+    assert result.exit_code == 0, result.output
+    hd_file, sd_file = json.loads(result.output)["recordings"][0]["files"]
+    assert hd_file["state"] == "ready" and sd_file["state"] == "damaged"
+    facts = hd_file["facts"]
+    assert (facts["width"], facts["height"], facts["videoCodec"]) == (WIDTH, HEIGHT, "h264")
+    assert facts["durationS"] == SECONDS and facts["fastStart"] is True
+    assert sd_file["facts"]["reason"].startswith("not a media file FFmpeg can open")

@@ -32,6 +32,7 @@ from ccgateway.client import (
     VideoFile,
     VideoFileEx,
 )
+from tests.media import write_playable
 from tests.system.agent_gateway import (
     NO_VIDEO_AGENT,
     PASSWORD,
@@ -297,7 +298,8 @@ def test_sync_client(gw: AgentGateway, tmp_path: Path) -> None:
     with SyncAgentClient(gw.url, 115, PASSWORD, ca=gw.ca) as agent:
         events = agent.events(wait=5)
         assert next(events).event_type == "AgentOther_InService"
-        source = recording(gw, tmp_path, "sync", 115, 100_000)  # announced to 115 at once
+        source = write_playable(tmp_path / "sources" / "sync.mp4")  # whole: AgentMediaEvent_Record
+        gw.register("conf-sync", "rec-sync", [115], source)  # announced to 115 at once
         result = agent.download(VideoFile("conf-sync"), tmp_path / "s.mp4")
         assert result.sha256 == sha256(source)
         record = next(e for e in events if e.event_type == "AgentMediaEvent_Record")

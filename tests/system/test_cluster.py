@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 import pytest
 
 from ccgateway.cli import tls
+from tests.media import playable_bytes
 from tests.system import cluster
 from tests.system.cluster import Answer, Node, Process, Unavailable, call
 
@@ -39,7 +40,6 @@ CONFERENCE = "cluster-conference-1"
 DOWNLOAD = (
     f"{cluster.RESOURCE}recordfile/{{agent}}/videofiledownload?conferenceId={{conf}}&fileType=0"
 )
-MEDIA_SIZE = 2 * 1024 * 1024 + 123
 SIGN_IN_EVENTS = ("AgentOther_InService", "AgentState_Ready")
 IGNORED_HEADERS = {"date", "server", "connection", "keep-alive"}
 
@@ -136,7 +136,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
         media = run_dir / "recordings" / "call one.mp4"  # a space: X-Accel-Redirect quotes it
         media.parent.mkdir()
-        data = os.urandom(MEDIA_SIZE)
+        data = playable_bytes()  # whole: announced as AgentMediaEvent_Record (probed ready)
         media.write_bytes(data)
         context = ssl.create_default_context(cafile=str(cert))
         running = Cluster(
@@ -296,11 +296,11 @@ def check_download(running: Cluster, guid: str, conference: str) -> None:
     path = DOWNLOAD.format(agent=AGENT, conf=conference)
     ranged = running.via_nginx("GET", path, headers={"Guid": guid, "Range": "bytes=1000-4999"})
     assert ranged.status == 206, ranged.body[:200]
-    assert ranged.header("Content-Range") == f"bytes 1000-4999/{MEDIA_SIZE}"
+    assert ranged.header("Content-Range") == f"bytes 1000-4999/{len(running.data)}"
     assert ranged.body == running.data[1000:5000]
     assert ranged.header("ETag") == running.etag
     whole = running.via_nginx("GET", path, headers={"Guid": guid})
-    assert whole.status == 200 and len(whole.body) == MEDIA_SIZE
+    assert whole.status == 200 and whole.body == running.data
     digest = base64.b64encode(hashlib.sha256(whole.body).digest()).decode()
     assert whole.header("Repr-Digest") == f"sha-256=:{digest}:"
     assert ranged.header("Repr-Digest") == whole.header("Repr-Digest")
@@ -336,7 +336,7 @@ def test_two_nodes_behind_nginx(running: Cluster) -> None:
     head0 = call(
         node0.base, "HEAD", DOWNLOAD.format(agent=AGENT, conf=CONFERENCE), headers={"Guid": guid}
     )
-    assert head0.status == 200 and head0.header("Content-Length") == str(MEDIA_SIZE)
+    assert head0.status == 200 and head0.header("Content-Length") == str(len(running.data))
 
     # Rotation across nodes: poll through nginx until the GUID changes, use it on the other node.
     deadline = time.monotonic() + 15

@@ -116,7 +116,8 @@ def add(
     location_id: str,
     config_path: str | None,
 ) -> None:
-    """Register recording RECORD of CONFERENCE_ID; each file is read once for size and SHA-256."""
+    """Register recording RECORD of CONFERENCE_ID; each file is read for size and SHA-256, then
+    probed (a damaged file is still registered, and said so)."""
     files = {t: p for t, p in ((FileType.HD, hd), (FileType.SD, sd), (FileType.AUX, aux)) if p}
     registration = Registration(
         conference_id=conference_id,
@@ -147,6 +148,10 @@ def add(
     click.echo(
         f"registered {record_id} in {conference_id} as recording {recording.position} ({kinds})"
     )
+    for media in recording.files:  # still registered; announced as AgentMediaEvent_Record_Fail
+        if media.facts is not None and media.facts.reason:
+            name = media.file_type.name.lower()
+            click.echo(f"  {name}: {media.facts.state.value}: {media.facts.reason}")
 
 
 @recordings.command("discover")

@@ -1,5 +1,8 @@
 """``AgentMediaEvent_Record``: the one builder of its payload, and the one way it is announced.
 
+``AgentMediaEvent_Record_Fail``, the original's event for a recording that failed, carries the
+same content; an MCU recording with a damaged file (as probed when registered) is announced so.
+
 A recording is announced once, by whichever gateway claims it first (the stores' atomic
 ``claim_unannounced``): the admin API announces at once, and every gateway looks for recordings
 registered elsewhere (the CLI, another node) every ``ANNOUNCE_EVERY_S``. Each participant signed
@@ -28,6 +31,7 @@ from ccgateway.stores.base import (
 )
 
 RECORD_EVENT = "AgentMediaEvent_Record"
+RECORD_FAIL_EVENT = "AgentMediaEvent_Record_Fail"  # same content: a recording with a damaged file
 ANNOUNCE_EVERY_S = 1.0
 
 IsSignedIn = Callable[[int], Awaitable[bool]]
@@ -91,13 +95,15 @@ class Announcer:
         self._clock = clock
         self._is_signed_in = is_signed_in
 
-    async def announce(self, participants: Iterable[int], content: dict[str, Any]) -> int:
-        """Publish ``content`` to every participant signed in now; returns how many events."""
+    async def announce(
+        self, participants: Iterable[int], content: dict[str, Any], *, failed: bool = False
+    ) -> int:
+        """Publish ``content`` to every participant signed in now, as ``RECORD_FAIL_EVENT``
+        when ``failed``; returns how many events."""
+        name = RECORD_FAIL_EVENT if failed else RECORD_EVENT
         sent = 0
         for agent_id in sorted(participants):
             if await self._is_signed_in(agent_id):
-                await self._events.publish(
-                    Event(RECORD_EVENT, agent_id, content, self._clock.now_ms())
-                )
+                await self._events.publish(Event(name, agent_id, content, self._clock.now_ms()))
                 sent += 1
         return sent

@@ -2,8 +2,10 @@
 
 A conference has participants and recordings in the order they were registered; a recording has at
 most one file per FileType (0 HD, 1 SD, 2 aux). Registering streams each file once for its size
-and SHA-256. A new recording is announced to its signed-in participants as
-``AgentMediaEvent_Record`` (``announcements``). Registrations and removals are audit events of
+and SHA-256, then probes it (``probe``: a second read, of its index and packets) and keeps its
+facts with it. A recording with a damaged file is still registered. A new recording is announced
+to its signed-in participants as ``AgentMediaEvent_Record``, or ``AgentMediaEvent_Record_Fail``
+when any of its files is damaged (``announcements``). Registrations and removals are audit events of
 kind ``admin`` (``register_recording``, ``remove_recording``, ``remove_conference``).
 """
 
@@ -28,6 +30,7 @@ from ccgateway.recordings.access import (
     may_see_conference,
 )
 from ccgateway.recordings.announcements import Announcer, conference_record_content
+from ccgateway.recordings.probe import MediaState, probe_source
 from ccgateway.sources import Sources, digest
 from ccgateway.stores.base import (
     AgentRecord,
@@ -125,6 +128,7 @@ class Catalog:
                 else None
             )
             size, mtime_ns, sha256 = await digest(source, report)
+            facts = await probe_source(source)  # a read that fails raises SourceError
             files.append(
                 MediaFileRecord(
                     record_id=request.record_id,
@@ -134,6 +138,7 @@ class Catalog:
                     media_type=media_type_of(location),
                     mtime_ns=mtime_ns,
                     sha256=sha256,
+                    facts=facts,
                 )
             )
         conference = ConferenceRecord(
@@ -194,7 +199,12 @@ class Catalog:
             if conference is None or not video_events:
                 continue
             content = conference_record_content(conference, recording)
-            sent += await self._announcer.announce(conference.participants, content)
+            stored = next(
+                (r for r in conference.recordings if r.record_id == recording.record_id), recording
+            )  # the claim carries no files; the conference has them, with their facts
+            sent += await self._announcer.announce(
+                conference.participants, content, failed=is_damaged(stored)
+            )
         return sent
 
     async def get_conference(self, conference_id: str) -> ConferenceRecord | None:
@@ -259,6 +269,13 @@ class Catalog:
         if media is None:
             raise GatewayError(retcodes.NO_SUCH_FILE_TYPE)
         return Selection(conference, recording, media)
+
+
+def is_damaged(recording: RecordingRecord) -> bool:
+    """Whether any file of the recording was probed damaged (or missing) when registered."""
+    return any(
+        f.facts is not None and f.facts.state is not MediaState.READY for f in recording.files
+    )
 
 
 def _check_registration(request: Registration) -> None:

@@ -18,8 +18,9 @@ damaged file are those that could still be read (a truncated MP4's index still g
 and duration). Blocking work runs in a thread; a remote source is read there through a bridge to
 the event loop with ``READ_AHEAD`` bytes fetched ahead of the demuxer.
 
-Not yet wired (issue 16): registration, the catalog's columns and the listings use these facts
-in later changes; ``MediaFacts.to_json`` is the shape the listings will show.
+``MediaFacts`` itself lives in ``ccgateway.stores.facts`` (the catalog stores it with each MCU
+media file; it is importable from here too). Registering an MCU recording probes each file
+(``recordings.catalog``); file-server recordings are not yet probed (issue 16).
 """
 
 from __future__ import annotations
@@ -31,14 +32,14 @@ import stat as stat_module
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import av
 import av.container
 
 from ccgateway.sources.base import MediaSource, SourceError, SourceMissing, reading, redact
+from ccgateway.stores.facts import MediaFacts as MediaFacts  # importable from here too
+from ccgateway.stores.facts import MediaState as MediaState
 
 READ_AHEAD = 1024 * 1024  # bytes a remote source is read ahead of the demuxer (at least 1 MiB)
 MAX_BOXES = 4096  # top-level boxes walked before giving up on the walk (never seen in practice)
@@ -57,45 +58,6 @@ _MEDIA_TYPES = {
     "flac": "audio/flac",
     "mpegts": "video/mp2t",
 }
-
-
-class MediaState(StrEnum):
-    READY = "ready"
-    DAMAGED = "damaged"
-    MISSING = "missing"
-
-
-@dataclass(frozen=True)
-class MediaFacts:
-    """What one recording file holds. Fields a probe could not learn are ``None``."""
-
-    state: MediaState
-    reason: str = ""  # why ``damaged`` or ``missing``; empty when ``ready``
-    size: int | None = None  # bytes
-    container: str | None = None  # FFmpeg's demuxer name, as ffprobe's format_name
-    media_type: str | None = None  # from the content, e.g. video/mp4
-    duration_s: float | None = None
-    width: int | None = None
-    height: int | None = None
-    video_codec: str | None = None  # FFmpeg's codec name, as ffprobe's codec_name
-    audio_codec: str | None = None
-    fast_start: bool | None = None  # an MP4 whose moov precedes its mdat; None: not an MP4
-
-    def to_json(self) -> dict[str, Any]:
-        """The facts as the listings show them (camelCase; absent facts as null)."""
-        return {
-            "state": self.state.value,
-            "reason": self.reason,
-            "size": self.size,
-            "container": self.container,
-            "mediaType": self.media_type,
-            "durationS": None if self.duration_s is None else round(self.duration_s, 3),
-            "width": self.width,
-            "height": self.height,
-            "videoCodec": self.video_codec,
-            "audioCodec": self.audio_codec,
-            "fastStart": self.fast_start,
-        }
 
 
 def missing(reason: str) -> MediaFacts:

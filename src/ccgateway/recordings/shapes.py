@@ -29,6 +29,9 @@ def conference_json(conference: ConferenceRecord) -> dict[str, Any]:
                         "size": f.size,
                         "mediaType": f.media_type,
                         "sha256": f.sha256,
+                        # the probed facts (MediaFacts.to_json); null: not probed yet
+                        "state": None if f.facts is None else f.facts.state.value,
+                        "facts": None if f.facts is None else f.facts.to_json(),
                     }
                     for f in r.files
                 ],

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
+from ccgateway.stores.facts import MediaFacts
+
 
 class Role(enum.StrEnum):
     AGENT = "agent"
@@ -325,6 +327,7 @@ class MediaFileRecord:
     media_type: str
     mtime_ns: int
     sha256: str
+    facts: MediaFacts | None = None  # as probed when registered; None: not probed yet
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,17 @@ media_files = sa.Table(
     sa.Column("media_type", sa.String(64), nullable=False),
     sa.Column("mtime_ns", sa.BigInteger, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
+    # The probed facts (stores/facts.py, migration 0005): all NULL on a row not probed yet.
+    sa.Column("state", sa.String(16), nullable=True),  # ready / damaged / missing
+    sa.Column("reason", sa.Text, nullable=True),  # why damaged or missing
+    sa.Column("container", sa.String(64), nullable=True),  # FFmpeg's demuxer name
+    sa.Column("content_type", sa.String(64), nullable=True),  # the media type from the content
+    sa.Column("duration_ms", sa.BigInteger, nullable=True),
+    sa.Column("width", sa.Integer, nullable=True),
+    sa.Column("height", sa.Integer, nullable=True),
+    sa.Column("video_codec", sa.String(32), nullable=True),
+    sa.Column("audio_codec", sa.String(32), nullable=True),
+    sa.Column("fast_start", sa.Boolean, nullable=True),
 )
 
 # The audit trail's events (docs/audit.md): ``body`` is the canonical encoding and alone is
@@ -168,7 +179,7 @@ async def open_engine(url: str, *, search_path: str | None = None) -> AsyncEngin
     return engine
 
 
-HEAD_REVISION = "0004"  # the newest file in migrations/versions (a test checks)
+HEAD_REVISION = "0005"  # the newest file in migrations/versions (a test checks)
 
 
 def migrate_if_needed(connection: sa.Connection) -> str | None:

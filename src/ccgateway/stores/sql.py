@@ -24,6 +24,7 @@ from ccgateway.stores.base import (
     RecordingRecord,
     Role,
 )
+from ccgateway.stores.facts import facts_columns, facts_of_row
 from ccgateway.stores.schema import (
     agents,
     audit_events,
@@ -217,6 +218,7 @@ class SqlCatalogStore:
                         media_type=media.media_type,
                         mtime_ns=media.mtime_ns,
                         sha256=media.sha256,
+                        **facts_columns(media.facts),
                     )
                 )
         return dataclasses.replace(
@@ -349,6 +351,7 @@ class SqlCatalogStore:
                     media_type=f.media_type,
                     mtime_ns=f.mtime_ns,
                     sha256=f.sha256,
+                    facts=facts_of_row(f._mapping),
                 )
             )
         return ConferenceRecord(
