@@ -69,6 +69,7 @@ import aiohttp
 from _common import children, cpu_s, free_port, gateway_env, stop, verdict, wait_listening
 from ccgateway.cli import tls
 from ccgateway.config import load_settings
+from ccgateway.demo.media import write_demo_recording
 from ccgateway.gateway import open_gateway
 from ccgateway.recordings.announcements import RECORD_EVENT
 from download import OtherLoad, make_file, warm
@@ -449,8 +450,8 @@ def _run(
     if args.direct:  # node 0 without nginx, its own samplers: what the nginx hop costs
         node_base = f"http://127.0.0.1:{ports[0]}{RESOURCE}"
         sides.append(make_side("node0", node_base, work_nos[len(shared) :], 0))
-    sample_media = www / "sample.mp4"
-    make_file(sample_media, MIB)
+    sample_media = www / "sample.mp4"  # playable: random bytes would be announced as failed
+    write_demo_recording(sample_media, width=320, height=180, seconds=1.0, label="bench")
     asyncio.run(measure_latency(sides, args.samples, args.pause_ms / 1000, sample_media))
 
     # -- download ---------------------------------------------------------------------------------

@@ -81,6 +81,7 @@ import aiohttp
 
 from _common import cpu_s, free_port, gateway_env, stop, verdict, vm_rss_kib, wait_listening
 from ccgateway.config import KEYS, load_settings
+from ccgateway.demo.media import write_demo_recording
 from ccgateway.gateway import open_gateway
 from ccgateway.recordings.catalog import Registration
 from ccgateway.stores.base import FileType
@@ -752,7 +753,8 @@ async def run(args: argparse.Namespace, tmp: Path, processes: list[subprocess.Po
     with media.open("rb") as handle:
         head = handle.read(HEAD_CHECK)
     small = data_dir / "event.mp4"
-    small.write_bytes(os.urandom(64 * 1024))
+    # playable: random bytes would be probed as damaged and announced as failed
+    write_demo_recording(small, width=320, height=180, seconds=1.0, label="bench")
     print(f"made the {args.size_mib} MiB file in {time.perf_counter() - phase:.1f} s", flush=True)
     phase = time.perf_counter()
     all_nos = poller_nos + stall_nos
