@@ -39,6 +39,7 @@ RUNNER_OPTIONS: RunnerOptions = {
 }
 SWEEP_EVERY_S = 5.0
 
+BACKGROUND = "ccgateway-background-"  # the names of the node's own background tasks
 log = logging.getLogger("ccgateway")
 
 
@@ -114,7 +115,7 @@ async def _idle_sweeper(app: web.Application) -> AsyncIterator[None]:
                     gateway.settings.agent_idle_timeout_ms,
                 )
 
-    task = asyncio.create_task(sweep_forever())
+    task = asyncio.create_task(sweep_forever(), name=f"{BACKGROUND}sweeper")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -134,7 +135,7 @@ async def _announcer(app: web.Application) -> AsyncIterator[None]:
             except Exception:
                 log.exception("announcing new recordings failed")
 
-    task = asyncio.create_task(announce_forever())
+    task = asyncio.create_task(announce_forever(), name=f"{BACKGROUND}announcer")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
