@@ -83,7 +83,7 @@ def probe_file(path: Path) -> MediaFacts:
             return missing(f"{path}: not a regular file")
         size = info.st_size
         return _probe(
-            lambda: av.open(str(path)),
+            lambda: av.open(str(path), metadata_errors="replace"),
             lambda offset, length: os.pread(fd, length, offset),
             size,
         )
@@ -107,7 +107,7 @@ async def probe_source(source: MediaSource) -> MediaFacts:
     remote = _RemoteFile(source, stat.size, asyncio.get_running_loop())
     try:
         facts = await asyncio.to_thread(
-            _probe, lambda: av.open(remote, "r"), remote.pread, stat.size
+            _probe, lambda: av.open(remote, "r", metadata_errors="replace"), remote.pread, stat.size
         )
     except OSError as exc:  # PyAV passes on what the file object raised
         if remote.error is not None:
@@ -134,6 +134,8 @@ def _probe(
         container = open_container()
     except av.error.FFmpegError as exc:
         return _damaged(facts, walk.damage or f"not a media file FFmpeg can open ({_why(exc)})")
+    except ValueError as exc:  # e.g. metadata that is no text: PyAV's own checks refuse it
+        return _damaged(facts, walk.damage or f"not a media file FFmpeg can open ({exc})")
     with container:
         if container.format.name in _ANY_BYTES_FORMATS:
             return _damaged(facts, walk.damage or "not a media file FFmpeg can recognise")
